@@ -1,0 +1,72 @@
+"""True-peak detection by oversampling (ITU-R BS.1770-4 Annex 2 style).
+
+The interpolator is a Kaiser-windowed sinc with its cut-off at the original Nyquist frequency and
+48 taps per phase (BS.1770's example filter has 12 per phase): its passband is flat to about
+20.5 kHz at 44.1 kHz, so inter-sample peaks of content near Nyquist are read, not missed.
+Meters (analysis) use the standard 4x; the limiter detects at 8x, because a 4x grid can miss up to
+0.7 dB of a peak near Nyquist and a master must pass any good 4x meter.
+
+Each phase is a 49-tap FIR; all phases are evaluated as one matrix product on a sliding window
+(``unfold``), block by block, which is fast on CPU, runs on GPU, and is differentiable.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+METER_OVERSAMPLE = 4
+LIMITER_OVERSAMPLE = 8
+TAPS_PER_PHASE = 48
+_REACH = TAPS_PER_PHASE // 2  # input samples each side that an interpolated value depends on
+_BLOCK = 1 << 16
+
+
+@functools.lru_cache(maxsize=None)
+def polyphase_matrix(factor: int) -> np.ndarray:
+    """``H[i, p]``: weight of input sample ``n - REACH + i`` in the value at time ``n + p/factor``."""
+    half = factor * _REACH
+    k = np.arange(-half, half + 1)
+    h = np.sinc(k / factor) * np.kaiser(len(k), 8.0)
+    matrix = np.zeros((2 * _REACH + 1, factor))
+    for p in range(factor):
+        for i in range(2 * _REACH + 1):
+            idx = factor * (_REACH - i) + p + half  # h index of offset factor*(n-m) + p
+            if 0 <= idx < len(h):
+                matrix[i, p] = h[idx]
+        matrix[:, p] /= matrix[:, p].sum()  # unit gain at DC for every phase
+    return matrix
+
+
+def oversampled_abs_max(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """``max_p |x(n + p/factor)|`` for each sample ``n`` of rows ``x`` (..., T): the peak of the
+    interpolated signal over ``[n, n+1)``.  Samples outside the signal count as zero."""
+    shape = x.shape
+    # Peak detection needs no more than float32 (1e-7 relative); float64 matrix products are
+    # several times slower on CPU.  Only a float64 gradient check keeps float64.
+    dtype = x.dtype if (x.requires_grad and torch.is_grad_enabled()) else torch.float32
+    rows = x.reshape(-1, shape[-1]).to(dtype)
+    H = torch.as_tensor(polyphase_matrix(factor), dtype=dtype, device=x.device)
+    padded = F.pad(rows, (_REACH, _REACH))
+    out = []
+    for start in range(0, shape[-1], _BLOCK):
+        stop = min(start + _BLOCK, shape[-1])
+        window = padded[:, start:stop + 2 * _REACH].unfold(-1, 2 * _REACH + 1, 1)
+        out.append((window @ H).abs().amax(-1))
+    return torch.cat(out, -1).reshape(shape).to(x.dtype)
+
+
+def peak_envelope(x: torch.Tensor, factor: int = METER_OVERSAMPLE) -> torch.Tensor:
+    """Per-sample true-peak envelope (..., T): the largest |value| of the interpolated signal
+    within one sample either side of each sample, so a gain that holds over a sample's
+    neighbourhood holds over the inter-sample peaks around it."""
+    per_interval = oversampled_abs_max(x, factor)
+    before = F.pad(per_interval[..., :-1], (1, 0))
+    return torch.maximum(per_interval, before)
+
+
+def true_peak(x: torch.Tensor, factor: int = METER_OVERSAMPLE) -> torch.Tensor:
+    """Linear true peak over the last axis."""
+    return oversampled_abs_max(x, factor).amax(-1)
