@@ -561,8 +561,9 @@ def plr_torch(x: torch.Tensor, sample_rate: int, top_fraction: float = 1e-5,
     """Soft peak-to-loudness ratio (dB) per item -> (batch,).
 
     The peak is the mean of the largest ``top_fraction`` of |samples| (all channels; at least
-    one sample), so its gradient reaches the loudest few samples rather than one; it sits at or a
-    little below the sample peak.  Loudness is :func:`loudness_torch` with the absolute gate.
+    one sample; ~9 samples in a 10 s stereo crop at 44.1 kHz), so its gradient reaches the loudest
+    few samples rather than one; it sits at or below the sample peak (within ~0.5 dB on music,
+    ~1.5 dB on Gaussian noise; a limited master's top samples all sit at the ceiling).  Loudness is :func:`loudness_torch` with the absolute gate.
     """
     x = _check_batch(x)
     flat = x.abs().reshape(x.shape[0], -1)

@@ -132,6 +132,38 @@ def find_soundfont(explicit: str | os.PathLike | None = None) -> Path:
     return found[0]
 
 
+def soundfont_presets(path: str | os.PathLike) -> list[tuple[int, int]]:
+    """(bank, program) of every preset in an SF2 file (reads only the preset headers)."""
+    import struct
+
+    out: list[tuple[int, int]] = []
+    try:
+        with open(path, "rb") as f:
+            riff, size, kind = struct.unpack("<4sI4s", f.read(12))
+            if riff != b"RIFF" or kind != b"sfbk":
+                return out
+            while f.tell() < size + 8:
+                head = f.read(8)
+                if len(head) < 8:
+                    break
+                cid, csz = struct.unpack("<4sI", head)
+                start = f.tell()
+                if cid == b"LIST" and f.read(4) == b"pdta":
+                    while f.tell() < start + csz:
+                        sid, ssz = struct.unpack("<4sI", f.read(8))
+                        if sid == b"phdr":
+                            data = f.read(ssz)
+                            for i in range(ssz // 38 - 1):  # the last record is the terminal EOP
+                                prog, bank = struct.unpack("<HH", data[i * 38 + 20:i * 38 + 24])
+                                out.append((bank, prog))
+                            return out
+                        f.seek(ssz + (ssz & 1), 1)
+                f.seek(start + csz + (csz & 1))
+    except (OSError, struct.error):
+        return out
+    return out
+
+
 def copyright_file(path: str | os.PathLike) -> str | None:
     """The Debian copyright file of the package that ships ``path`` (None if unknown)."""
     path = Path(path)
