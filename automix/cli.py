@@ -1,4 +1,9 @@
-"""Command line: ``automix render`` (and the other subcommands as they land).
+"""Command line.
+
+    automix --stems DIR --reference REF [-o OUT]      mix and master stems to a reference
+    automix master --input MIX --reference REF        master a finished mix
+    automix render --stems DIR --settings S.json      apply (possibly edited) settings
+    automix analyze FILE [--json]                     loudness, peaks, tone, width
 
 Every user error is one line on stderr and exit code 2; nothing the user gave is overwritten.
 """
@@ -77,9 +82,134 @@ def cmd_render(args) -> int:
     return 0
 
 
+OUTPUT_NAMES = ["mix.wav", "master.wav", "settings.json", "report.png"]
+
+
+def _amount(value: str) -> float:
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value}: amounts go from 0 to 1")
+    return v
+
+
+def _ceiling(value: str) -> float:
+    v = float(value)
+    if not -30.0 <= v <= 0.0:
+        raise argparse.ArgumentTypeError(f"{value}: the ceiling goes from -30 to 0 dBTP")
+    return v
+
+
+def _target(value: str) -> float:
+    v = float(value)
+    if not -60.0 <= v <= 0.0:
+        raise argparse.ArgumentTypeError(f"{value}: target loudness goes from -60 to 0 LUFS")
+    return v
+
+
+def _add_matching_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", required=True, help="the reference track (a finished song)")
+    p.add_argument("-o", "--output", default="automix-out", help="output folder (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace automix's files in an existing folder")
+    p.add_argument("--target-lufs", type=_target, default=None,
+                   help="integrated loudness of the master instead of the reference's (e.g. -14)")
+    p.add_argument("--ceiling", type=_ceiling, default=-1.0, help="true-peak ceiling, dBTP (default -1)")
+    for aspect in ("tone", "width", "dynamics", "loudness"):
+        p.add_argument(f"--{aspect}", type=_amount, default=1.0,
+                       help=f"how far the master moves toward the reference's {aspect}, 0..1 (default 1)")
+    p.add_argument("--bit-depth", type=_bit_depth, default=24, help="16, 24 (default) or float")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the refinement runs (default: auto = cuda if available)")
+
+
+def _device(name: str) -> str:
+    import torch
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AutomixError("--device cuda: no CUDA device is available (use --device cpu)")
+    return "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
+
+
+def _amounts(args):
+    from .api import Amounts
+    return Amounts(tone=args.tone, width=args.width, dynamics=args.dynamics, loudness=args.loudness)
+
+
+def _write_result(result, out: Path, bit_depth) -> None:
+    from .audio import write_audio
+    from .report import summary_text, write_report
+    from .settings import save_settings
+
+    if result.mix is not None:
+        write_audio(out / "mix.wav", result.mix, result.sample_rate, bit_depth)
+    write_audio(out / "master.wav", result.master, result.sample_rate, bit_depth)
+    save_settings(out / "settings.json", result.settings)
+    write_report(out / "report.png", result.settings)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(summary_text(result.settings["analysis"]))
+    print(f"wrote {', '.join(n for n in OUTPUT_NAMES if (out / n).exists())} to {out}")
+
+
+def cmd_mix(args) -> int:
+    from .api import mix
+
+    stems = Path(args.stems)
+    out = prepare_output_dir(Path(args.output), [stems, Path(args.reference)], args.force, OUTPUT_NAMES)
+    progress = Progress("automix")
+    result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+                 amounts=_amounts(args), refine_steps=args.refine_steps,
+                 device=_device(args.device), progress=progress.note)
+    _write_result(result, out, args.bit_depth)
+    return 0
+
+
+def cmd_master(args) -> int:
+    from .api import master
+
+    mix_path = Path(args.input)
+    out = prepare_output_dir(Path(args.output), [mix_path, Path(args.reference)], args.force,
+                             OUTPUT_NAMES)
+    progress = Progress("automix master")
+    result = master(mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+                    amounts=_amounts(args), device=_device(args.device), progress=progress.note)
+    _write_result(result, out, args.bit_depth)
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    import json
+
+    from .analysis import analyze, format_analysis
+    from .audio import read_audio
+
+    audio, sr = read_audio(args.file)
+    result = analyze(audio, sr)
+    print(json.dumps(result, indent=2) if args.json else format_analysis(result))
+    return 0
+
+
+def build_mix_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="automix", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Mix and master a folder of stems to a reference track.",
+        epilog="other commands: automix master | render | analyze  (automix COMMAND --help)")
+    p.add_argument("--stems", required=True, help="folder of stems (every audio file is a stem)")
+    _add_matching_options(p)
+    p.add_argument("--refine-steps", type=int, default=300, help="gradient steps of the mix fit")
+    p.set_defaults(func=cmd_mix)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="automix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("master", help="master a finished mix to a reference")
+    m.add_argument("--input", required=True, help="the mix to master")
+    _add_matching_options(m)
+    m.set_defaults(func=cmd_master)
+    a = sub.add_parser("analyze", help="loudness, true peak, tonal balance, width of a file")
+    a.add_argument("file")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=cmd_analyze)
     r = sub.add_parser("render", help="render stems with a settings.json (mix.wav and master.wav)")
     r.add_argument("--stems", required=True, help="folder holding the stems named in the settings")
     r.add_argument("--settings", required=True, help="settings.json (schema v1)")
@@ -90,8 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = ("master", "render", "analyze")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        args = build_parser().parse_args(argv)
+    else:
+        args = build_mix_parser().parse_args(argv)
     try:
         return args.func(args)
     except AutomixError as exc:

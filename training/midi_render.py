@@ -1,38 +1,53 @@
-"""Render a MIDI file to separate stems with fluidsynth and a General MIDI SoundFont.
+"""Render a MIDI file to separate stems with FluidSynth and a General MIDI SoundFont.
 
-A *part* is the notes of one MIDI track on one channel; a drum part (channel 10, index 9) is split
+A *part* is the notes of one MIDI track on one channel; a drum part (MIDI channel 10) is split
 further into kit-piece groups (kick, snare, hi-hat, toms, cymbals, other percussion) when it uses
-more than one group.  Each part is written to its own MIDI file that keeps *every* meta and sysex
-event of the song (tempo, time signature, resets) and every non-note event of its channel from
-every track (program, bank, volume, pan, pitch bend, sustain), so the part plays exactly as it
-does in the whole song.  All files, including a copy of the whole song, get the same end time
-(the song's end plus a release tail), are rendered with reverb and chorus off, float output,
-the same gain and a high polyphony, and then trimmed or padded to one length.  fluidsynth is
-linear in its voices, so the stems sum to the full render; the sum is checked (SDR in dB) and
-written to ``stems.json``.  Levels are kept as the MIDI has them: one common scale factor is
-applied to all stems only if the full render would clip in 24-bit PCM.
+more than one group.
 
-Known limits (reported, not hidden): two tracks that share one channel can interact (a note
-repeated on the same key releases the previous one), and so can drum notes of one exclusive
-class (open/closed hi-hat) -- which is why hi-hats stay in one group.
+How the stems are made (and why they sum to the song):
+
+* libfluidsynth (the library of the Debian ``fluidsynth`` package) is driven in-process through
+  ``ctypes``. Every part gets a synth channel of its own (up to 256; drum parts are drum
+  channels) and its own stereo output ("audio group"), so ONE pass of ONE synth renders all the
+  stems: every voice is computed exactly once, as in a normal render, and only its routing
+  differs. Each part receives its own notes plus every non-note event of its original MIDI
+  channel from every track (program, bank, volume, expression, pan, sustain, pitch bend,
+  pressure), so it plays as it does in the song. Tempo changes are honoured; events land on
+  fluidsynth's 64-sample blocks.
+* A second synth renders the same events into a single stereo output: the full render. The sum
+  of the stems is checked against it (``sum_sdr_db`` in ``stems.json``; float rounding only,
+  typically > 120 dB). The full render is written as ``mixture.wav``/``.flac``. (``verify=False``
+  skips it and writes the sum of the stems instead, at half the cost.)
+* Why not one ``fluidsynth -F`` run per part: FluidSynth ramps a new voice's output gain from
+  whatever the previous voice in the same slot left behind, so a part rendered alone starts its
+  notes slightly differently than inside the song; summed stems then miss the full render by
+  only ~40-70 dB SDR. Rendering all parts in one synth avoids that, and is several times faster.
+* Reverb and chorus are off (stems stay dry and the sum stays exact). Levels are kept as the MIDI
+  has them: the only gain is ONE factor for the whole song (full render peak at ``peak_db``),
+  never per stem. A stem whose two channels are identical is written as mono.
+
+Two deliberate differences from playing the file through ``fluidsynth`` on the command line:
+tracks that share a channel become separate parts (they no longer cut each other's repeated
+notes), and system-exclusive messages are ignored (a GM/GS reset would undo the drum-channel
+assignment of the split kit pieces).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from automix.audio import write_audio
 from automix.errors import AutomixError
 
 DRUM_CHANNEL = 9  # MIDI channel 10
@@ -90,18 +105,14 @@ _KNOWN_COPYRIGHT = {
     "FluidR3_GM.sf2": "/usr/share/doc/fluid-soundfont-gm/copyright",
 }
 _NOTE_TYPES = ("note_on", "note_off", "polytouch")
-_TAIL_SECONDS = 2.0
+_TAIL_SECONDS = 3.0         # rendered after the last event (releases); trailing silence is cut
+_SILENCE_DB = -100.0        # a stem quieter than this (peak) is dropped; the tail is cut there
 _SUM_SDR_WARN_DB = 40.0
+_BLOCK = 1 << 16            # samples per fluid_synth_process call at most
+_IN_MEMORY_BYTES = 1 << 30  # larger stem sets are rendered into a memory-mapped temp file
 
 
 # --------------------------------------------------------------------------- discovery
-
-def fluidsynth_binary() -> str:
-    exe = shutil.which("fluidsynth")
-    if exe is None:
-        raise AutomixError("fluidsynth not found; install it (Debian/Ubuntu: apt-get install fluidsynth)")
-    return exe
-
 
 def find_soundfonts() -> list[Path]:
     """All General MIDI SoundFonts found in the usual system places, smallest first, deduplicated."""
@@ -292,55 +303,8 @@ def _name_parts(parts: list[Part]) -> None:
         p.name = base if used[base] == 1 else f"{base}_{used[base]}"
 
 
-def _shared_channels(parts: list[Part]) -> list[int]:
-    tracks_of: dict[int, set[int]] = {}
-    for p in parts:
-        tracks_of.setdefault(p.channel, set()).add(p.track)
-    return sorted(ch for ch, ts in tracks_of.items() if len(ts) > 1)
-
-
-def _end_tick(mid, tail_seconds: float) -> int:
-    end, tempos = 0, [(-1, 500000)]
-    for events in (_absolute(t) for t in mid.tracks):
-        for tick, msg in events:
-            if msg.type == "set_tempo":
-                tempos.append((tick, msg.tempo))
-            end = max(end, tick)
-    tempo = max(tempos, key=lambda x: x[0])[1]  # the tempo in force at the end
-    tail = int(round(tail_seconds * 1e6 / tempo * mid.ticks_per_beat))
-    return end + max(tail, 1)
-
-
-def part_file(mid, part: Part | None, end_tick: int):
-    """A copy of ``mid`` holding only ``part``'s notes (None: all notes), ending at ``end_tick``."""
-    import mido
-
-    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
-    for ti, track in enumerate(mid.tracks):
-        new = mido.MidiTrack()
-        last = 0
-        for tick, msg in _absolute(track):
-            if msg.type == "end_of_track":
-                continue
-            if part is not None and not msg.is_meta and msg.type != "sysex":
-                if msg.type in _NOTE_TYPES:
-                    keep = (ti == part.track and msg.channel == part.channel and
-                            (part.drum_group is None or drum_group(msg.note) == part.drum_group))
-                else:  # channel state (program, controllers, bend, pressure) of the part's channel
-                    keep = msg.channel == part.channel
-                if not keep:
-                    continue
-            new.append(msg.copy(time=tick - last))
-            last = tick
-        new.append(mido.MetaMessage("end_of_track", time=max(end_tick - last, 0)))
-        out.tracks.append(new)
-    return out
-
-
-# --------------------------------------------------------------------------- normalization
-
 class _TempoMap:
-    """Ticks <-> seconds for one MIDI file (tempo events from every track)."""
+    """Ticks -> seconds for one MIDI file (tempo events from every track)."""
 
     def __init__(self, mid):
         changes: dict[int, int] = {}
@@ -364,171 +328,230 @@ class _TempoMap:
         i = self._seg(tick)
         return self.secs[i] + (tick - self.ticks[i]) * self.tempos[i] / 1e6 / self.tpb
 
-    def tick_at(self, seconds: float) -> int:
-        import bisect
-        i = max(bisect.bisect_right(self.secs, seconds) - 1, 0)
-        return int(np.ceil(self.ticks[i] + (seconds - self.secs[i]) * 1e6 * self.tpb / self.tempos[i] - 1e-9))
+
+# --------------------------------------------------------------------------- libfluidsynth
+
+_LIB = None
+_LIB_LOCK = threading.Lock()
 
 
-def _rebuild(events: list[tuple[int, int, object]]):
-    """A track from (tick, order, message) triples (sorted; stable)."""
-    import mido
-
-    track, last = mido.MidiTrack(), 0
-    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    return track
-
-
-def extend_short_notes(mid, min_seconds: float = 0.010):
-    """Lengthen notes shorter than ``min_seconds`` in the file itself.
-
-    fluidsynth does the same at play time (``synth.min-note-length``), but its bookkeeping
-    depends on the other voices of the render, so a stem and the full song would differ; doing
-    it in the MIDI and rendering with ``min-note-length=0`` keeps them identical.
-    """
-    import mido
-
-    tmap = _TempoMap(mid)
-    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
-    for track in mid.tracks:
-        events = [[tick, i, msg] for i, (tick, msg) in enumerate(_absolute(track))]
-        open_notes: dict[tuple[int, int], list[list]] = {}
-        next_on: dict[int, int] = {}  # index of a note-off event -> tick of the next same-key note-on
-        for ev in events:
-            msg = ev[2]
-            if msg.type == "note_on" and msg.velocity > 0:
-                key = (msg.channel, msg.note)
-                for pending in open_notes.get(key, []):
-                    next_on.setdefault(id(pending), ev[0])
-                open_notes.setdefault(key, []).append(ev)
-            elif msg.type in ("note_off", "note_on"):
-                key = (msg.channel, msg.note)
-                if open_notes.get(key):
-                    on = open_notes[key].pop(0)
-                    start = tmap.seconds(on[0])
-                    if tmap.seconds(ev[0]) - start < min_seconds:
-                        target = tmap.tick_at(start + min_seconds)
-                        limit = min((e[0] for e in events if e[0] > on[0] and e[2].type == "note_on"
-                                     and e[2].velocity > 0 and (e[2].channel, e[2].note) == key),
-                                    default=None)
-                        if limit is not None:
-                            target = min(target, limit)
-                        ev[0] = max(ev[0], target)
-        end = [e for e in events if e[2].type == "end_of_track"]
-        body = [tuple(e) for e in events if e[2].type != "end_of_track"]
-        last = max((e[0] for e in body), default=0)
-        track_out = _rebuild(body)
-        eot = end[0][0] if end else last
-        track_out.append(mido.MetaMessage("end_of_track", time=max(eot, last) - (last if body else 0)))
-        out.tracks.append(track_out)
-    return out
-
-
-def separate_shared_channels(mid):
-    """Give each track that shares a (non-drum) channel with an earlier track a free channel.
-
-    The moved track takes a copy of every non-note event of its old channel (from all tracks)
-    and leaves its own there too, so every channel sees the same program/controller stream as
-    before; only collisions between the tracks' notes (same key re-triggered) go away.  Returns
-    the new file and the list of (track, old, new) moves.
-    """
-    import mido
-
-    tracks = [_absolute(t) for t in mid.tracks]
-    note_tracks: dict[int, list[int]] = {}
-    used = set()
-    for ti, events in enumerate(tracks):
-        for _, msg in events:
-            if not msg.is_meta and hasattr(msg, "channel"):
-                used.add(msg.channel)
-                if msg.type == "note_on" and ti not in note_tracks.setdefault(msg.channel, []):
-                    note_tracks[msg.channel].append(ti)
-    free = [c for c in range(16) if c not in used and c != DRUM_CHANNEL]
-    moves: list[tuple[int, int, int]] = []
-    for ch, tis in sorted(note_tracks.items()):
-        if ch == DRUM_CHANNEL:
-            continue
-        for ti in tis[1:]:
-            if not free:
-                break
-            moves.append((ti, ch, free.pop(0)))
-    if not moves:
-        return mid, []
-    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
-    for ti, events in enumerate(tracks):
-        mine = {old: new for t, old, new in moves if t == ti}
-        new_events: list[tuple[int, int, object]] = []
-        order = 0
-        for tick, msg in events:
-            if msg.type == "end_of_track":
+def _fluidsynth_lib():
+    """libfluidsynth (2.x) through ctypes, with the few functions used here typed."""
+    global _LIB
+    with _LIB_LOCK:
+        if _LIB is not None:
+            return _LIB
+        name = ctypes.util.find_library("fluidsynth")
+        lib = None
+        for cand in (name, "libfluidsynth.so.3", "libfluidsynth.so.2", "libfluidsynth.so"):
+            if not cand:
                 continue
-            if not msg.is_meta and getattr(msg, "channel", None) in mine:
-                new_ch = mine[msg.channel]
-                if msg.type in _NOTE_TYPES:
-                    msg = msg.copy(channel=new_ch)
-                else:
-                    new_events.append((tick, order, msg))
-                    order += 1
-                    msg = msg.copy(channel=new_ch)
-            new_events.append((tick, order, msg))
-            order += 1
-        # the old channel's state changes made by other tracks, copied onto the new channel
-        for old, new_ch in mine.items():
-            for tj, other in enumerate(tracks):
-                if tj == ti:
-                    continue
-                for tick, msg in other:
-                    if not msg.is_meta and msg.type not in _NOTE_TYPES and getattr(msg, "channel", None) == old:
-                        # after this track's own events at the same tick, as the player would
-                        # process a later track; before them for an earlier track
-                        new_events.append((tick, -1 if tj < ti else 10**9, msg.copy(channel=new_ch)))
-        track = _rebuild(new_events)
-        last = max((e[0] for e in new_events), default=0)
-        eot = events[-1][0] if events else 0
-        track.append(mido.MetaMessage("end_of_track", time=max(eot - last, 0)))
-        out.tracks.append(track)
-    return out, moves
+            try:
+                lib = ctypes.CDLL(cand)
+                break
+            except OSError:
+                continue
+        if lib is None:
+            raise AutomixError("libfluidsynth not found; install FluidSynth "
+                               "(Debian/Ubuntu: apt-get install fluidsynth)")
+        vp, i, d, cp = ctypes.c_void_p, ctypes.c_int, ctypes.c_double, ctypes.c_char_p
+        sigs = {
+            "new_fluid_settings": ([], vp), "delete_fluid_settings": ([vp], None),
+            "fluid_settings_setint": ([vp, cp, i], i), "fluid_settings_setnum": ([vp, cp, d], i),
+            "new_fluid_synth": ([vp], vp), "delete_fluid_synth": ([vp], None),
+            "fluid_synth_sfload": ([vp, cp, i], i),
+            "fluid_synth_set_channel_type": ([vp, i, i], i),
+            "fluid_synth_noteon": ([vp, i, i, i], i), "fluid_synth_noteoff": ([vp, i, i], i),
+            "fluid_synth_cc": ([vp, i, i, i], i), "fluid_synth_program_change": ([vp, i, i], i),
+            "fluid_synth_pitch_bend": ([vp, i, i], i), "fluid_synth_channel_pressure": ([vp, i, i], i),
+            "fluid_synth_key_pressure": ([vp, i, i, i], i),
+            "fluid_synth_process": ([vp, i, i, vp, i, vp], i),
+            "fluid_set_log_function": ([i, vp, vp], vp),
+        }
+        try:
+            for fn, (args, res) in sigs.items():
+                f = getattr(lib, fn)
+                f.argtypes, f.restype = args, res
+        except AttributeError as exc:
+            raise AutomixError(f"libfluidsynth is too old (needs 2.x): {exc}") from None
+        for level in (1, 2, 3, 4):  # errors are checked through return codes instead
+            lib.fluid_set_log_function(level, None, None)
+        _LIB = lib
+        return lib
 
 
-# --------------------------------------------------------------------------- rendering
-
-def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path, sample_rate: int,
-                      gain: float = 0.2) -> None:
-    """Render one MIDI file to float WAV with reverb and chorus off (deterministic, linear)."""
-    cmd = [fluidsynth_binary(), "-q", "-n", "-i", "-R", "0", "-C", "0", "-g", f"{gain}",
-           "-r", str(int(sample_rate)), "-O", "float", "-T", "wav",
-           "-o", "synth.polyphony=4096", "-o", "synth.min-note-length=0", "-o", "synth.reverb.active=0",
-           "-o", "synth.chorus.active=0", "-F", str(wav_path), str(soundfont), str(midi_path)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0 or not wav_path.is_file():
-        msg = (res.stderr or res.stdout).strip().splitlines()
-        raise AutomixError(f"fluidsynth failed on {midi_path.name}: {msg[-1] if msg else res.returncode}")
+_MESSAGE_CALLS = {
+    "note_on": lambda m, ch: ("fluid_synth_noteon", (ch, m.note, m.velocity)) if m.velocity > 0
+    else ("fluid_synth_noteoff", (ch, m.note)),
+    "note_off": lambda m, ch: ("fluid_synth_noteoff", (ch, m.note)),
+    "polytouch": lambda m, ch: ("fluid_synth_key_pressure", (ch, m.note, m.value)),
+    "control_change": lambda m, ch: ("fluid_synth_cc", (ch, m.control, m.value)),
+    "program_change": lambda m, ch: ("fluid_synth_program_change", (ch, m.program)),
+    "pitchwheel": lambda m, ch: ("fluid_synth_pitch_bend", (ch, m.pitch + 8192)),
+    "aftertouch": lambda m, ch: ("fluid_synth_channel_pressure", (ch, m.value)),
+}
 
 
-def _read_float(path: Path) -> np.ndarray:
-    data, _ = sf.read(str(path), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T)
+def schedule(mid, parts: list[Part], sample_rate: int) -> tuple[list[tuple[int, str, tuple]], int]:
+    """Synth calls ``(sample, function, args)`` with part ``i`` on synth channel ``i``.
+
+    Returns the calls in playing order and the sample after the last event.
+    """
+    tmap = _TempoMap(mid)
+    key_of = {(p.track, p.channel, p.drum_group): i for i, p in enumerate(parts)}
+    split_tracks = {p.track for p in parts if p.is_drums and p.drum_group is not None}
+    by_channel: dict[int, list[int]] = {}
+    for i, p in enumerate(parts):
+        by_channel.setdefault(p.channel, []).append(i)
+    calls: list[tuple[int, int, int, str, tuple]] = []
+    last = 0
+    for ti, track in enumerate(mid.tracks):
+        for k, (tick, msg) in enumerate(_absolute(track)):
+            if msg.is_meta or msg.type not in _MESSAGE_CALLS:
+                last = max(last, tick) if msg.is_meta and msg.type != "end_of_track" else last
+                continue  # sysex, clock, ... are not sent (see the module notes)
+            last = max(last, tick)
+            if msg.type in _NOTE_TYPES:
+                group = drum_group(msg.note) if (msg.channel == DRUM_CHANNEL and ti in split_tracks) else None
+                target = key_of.get((ti, msg.channel, group))
+                targets = [] if target is None else [target]
+            else:
+                targets = by_channel.get(msg.channel, [])
+            if not targets:
+                continue
+            sample = int(round(tmap.seconds(tick) * sample_rate))
+            for t in targets:
+                fn, args = _MESSAGE_CALLS[msg.type](msg, t)
+                calls.append((sample, ti, k, fn, args))
+    calls.sort(key=lambda c: (c[0], c[1], c[2]))
+    end = int(round(tmap.seconds(last) * sample_rate))
+    return [(c[0], c[3], c[4]) for c in calls], end
 
 
-def _fit(audio: np.ndarray, n: int) -> np.ndarray:
-    if audio.shape[1] >= n:
-        return audio[:, :n]
-    return np.pad(audio, ((0, 0), (0, n - audio.shape[1])))
+def _synth_render(calls, n_parts: int, drums: list[bool], total: int, soundfont: Path,
+                  sample_rate: int, gain: float, out: np.ndarray) -> None:
+    """Render ``calls`` into ``out``: ``(n_parts, 2, total)`` (one group per part) or ``(1, 2, total)``."""
+    lib = _fluidsynth_lib()
+    groups = out.shape[0]
+    channels = 16 * ((n_parts + 15) // 16)
+    if channels > 256:
+        raise AutomixError(f"{n_parts} parts: FluidSynth plays at most 256 channels")
+    settings = lib.new_fluid_settings()
+    synth = None
+    try:
+        for key, val in (("synth.midi-channels", channels), ("synth.audio-groups", groups),
+                         ("synth.audio-channels", groups), ("synth.polyphony", 4096),
+                         ("synth.reverb.active", 0), ("synth.chorus.active", 0), ("synth.cpu-cores", 1)):
+            if lib.fluid_settings_setint(settings, key.encode(), int(val)) != 0:
+                raise AutomixError(f"FluidSynth refused setting {key}={val}")
+        lib.fluid_settings_setnum(settings, b"synth.sample-rate", float(sample_rate))
+        lib.fluid_settings_setnum(settings, b"synth.gain", float(gain))
+        synth = lib.new_fluid_synth(settings)
+        if not synth:
+            raise AutomixError("FluidSynth could not start a synthesizer")
+        if lib.fluid_synth_sfload(synth, str(soundfont).encode(), 1) < 0:
+            raise AutomixError(f"{soundfont}: FluidSynth cannot load this SoundFont")
+        for ch in range(channels):  # the type first: program 0 then picks the drum bank (128)
+            lib.fluid_synth_set_channel_type(synth, ch, 1 if ch < n_parts and drums[ch] else 0)
+            lib.fluid_synth_program_change(synth, ch, 0)
+        scratch = np.zeros((4, _BLOCK), np.float32)  # reverb/chorus outputs (both off)
+        fx = (ctypes.c_void_p * 4)(*[scratch[k].ctypes.data for k in range(4)])
+        base = out.ctypes.data
+        rows = out.shape[0] * 2
+        ptrs = (ctypes.c_void_p * rows)()
+        pos = 0
 
+        def run(n: int) -> None:
+            nonlocal pos
+            while n > 0:
+                step = min(n, _BLOCK)
+                for r in range(rows):
+                    ptrs[r] = base + (r * total + pos) * 4
+                if lib.fluid_synth_process(synth, step, 4, fx, rows, ptrs) != 0:
+                    raise AutomixError("FluidSynth failed while rendering")
+                pos += step
+                n -= step
+
+        for sample, fn, args in calls:
+            if sample > pos:
+                run(min(sample, total) - pos)
+            getattr(lib, fn)(synth, *args)
+        run(total - pos)
+    finally:
+        if synth:
+            lib.delete_fluid_synth(synth)
+        lib.delete_fluid_settings(settings)
+
+
+def render_parts(mid, parts: list[Part], soundfont: Path, sample_rate: int, *, gain: float = 0.2,
+                 tail_seconds: float = _TAIL_SECONDS, workdir: Path | None = None,
+                 verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Stems ``(parts, 2, n)`` and the full render ``(2, n)``, float32, trailing silence cut.
+
+    ``verify=False`` skips the second synth: the full render is then the sum of the stems (what
+    the second synth gives up to float rounding, as the tests check), at half the cost.
+    Stems of more than ``_IN_MEMORY_BYTES`` live in a memory-mapped file under ``workdir``.
+    """
+    calls, end = schedule(mid, parts, sample_rate)
+    total = end + int(round(tail_seconds * sample_rate))
+    if workdir is not None and len(parts) * 2 * total * 4 > _IN_MEMORY_BYTES:
+        stems = np.lib.format.open_memmap(Path(workdir) / "stems.npy", mode="w+", dtype=np.float32,
+                                          shape=(len(parts), 2, total))
+    else:
+        stems = np.zeros((len(parts), 2, total), np.float32)
+    full = np.zeros((1, 2, total), np.float32)
+    drums = [p.is_drums for p in parts]
+    errors: list[BaseException] = []
+
+    def job(out):
+        try:
+            _synth_render(calls, len(parts), drums, total, soundfont, sample_rate, gain, out)
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    if verify:  # two synths side by side (ctypes releases the GIL while FluidSynth renders)
+        thread = threading.Thread(target=job, args=(full,))
+        thread.start()
+        job(stems)
+        thread.join()
+    else:
+        job(stems)
+        for st in stems:
+            full[0] += st
+    if errors:
+        raise errors[0]
+    full = full[0]
+    floor = 10 ** (_SILENCE_DB / 20)
+    loud = np.flatnonzero(np.abs(full).max(axis=0) > floor)
+    n = int(loud[-1]) + 1 + int(0.05 * sample_rate) if loud.size else total
+    n = min(n, total)
+    return stems[:, :, :n], full[:, :n]
+
+
+# --------------------------------------------------------------------------- files
 
 def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    ref = reference.astype(np.float64)
-    err = np.sum((ref - estimate.astype(np.float64)) ** 2)
-    sig = np.sum(ref ** 2)
+    ref = np.asarray(reference, np.float64)
+    err = float(np.sum((ref - np.asarray(estimate, np.float64)) ** 2))
+    sig = float(np.sum(ref ** 2))
     if err == 0:
         return float("inf")
     return float(10 * np.log10(max(sig, 1e-30) / err))
 
 
 def _db(x: float) -> float:
-    return float(20 * np.log10(max(x, 1e-10)))
+    return float(20 * np.log10(max(float(x), 1e-10)))
+
+
+def _write(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """24-bit WAV or FLAC, written block by block (atomic: temp file renamed at the end)."""
+    fmt = {".wav": "WAV", ".flac": "FLAC"}[path.suffix.lower()]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=audio.shape[0],
+                      subtype="PCM_24", format=fmt) as f:
+        for start in range(0, audio.shape[1], _BLOCK * 4):
+            f.write(np.clip(audio[:, start:start + _BLOCK * 4].T, -1.0, 1.0))
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -542,75 +565,74 @@ class RenderResult:
 
 def render_midi(midi: str | os.PathLike, out_dir: str | os.PathLike, *,
                 soundfont: str | os.PathLike | None = None, sample_rate: int = 44100,
-                split_drums: bool = True, write_mixture: bool = True, jobs: int | None = None,
-                tail_seconds: float = _TAIL_SECONDS, gain: float = 0.2, song_name: str | None = None,
-                separate_channels: bool = True,
-                extra_info: dict | None = None) -> RenderResult:
-    """Render ``midi`` to ``out_dir/<song>/<stem>.wav`` (+ ``mixture.wav`` and ``stems.json``).
+                split_drums: bool = True, write_mixture: bool = True, audio_format: str = "flac",
+                peak_db: float | None = -1.0, gain: float = 0.2, tail_seconds: float = _TAIL_SECONDS,
+                song_name: str | None = None, extra_info: dict | None = None,
+                verify: bool = True) -> RenderResult:
+    """Render ``midi`` to ``out_dir/<song>/<stem>.flac`` (+ ``mixture.flac``, ``stems.json``).
 
-    The song folder is in the generic dataset layout. Stems are 24-bit stereo WAV at
-    ``sample_rate``; their sum equals the full render (``sum_sdr_db`` in ``stems.json``).
+    The song folder is in the generic dataset layout. Stems are 24-bit at ``sample_rate``, mono
+    when both channels are equal; one gain for the whole song puts the full render's peak at
+    ``peak_db`` dBFS (None: FluidSynth's own level, lowered only if it would clip).
     """
     midi = Path(midi)
+    if audio_format not in ("flac", "wav"):
+        raise AutomixError(f"audio format {audio_format!r}: choose flac or wav")
     sf2 = find_soundfont(soundfont)
-    fluidsynth_binary()
+    _fluidsynth_lib()
     mid = load_midi(midi)
-    moves: list = []
-    if separate_channels:
-        mid, moves = separate_shared_channels(mid)
-    mid = extend_short_notes(mid)
     parts = find_parts(mid, split_drums=split_drums)
     if not parts:
         raise AutomixError(f"{midi}: the MIDI file holds no notes")
-    shared = _shared_channels(parts)
-    if shared:
-        warnings.warn(f"{midi.name}: tracks share MIDI channel(s) {', '.join(str(c + 1) for c in shared)}; "
-                      "repeated notes there can make the stems differ slightly from the full render",
-                      stacklevel=2)
-    end = _end_tick(mid, tail_seconds)
     song_dir = Path(out_dir) / (song_name or _slug(midi.stem))
-    jobs = jobs or os.cpu_count() or 1
 
     with tempfile.TemporaryDirectory(prefix="automix-midi-") as tmp:
-        tmp = Path(tmp)
-        jobs_list = [(None, tmp / "full")] + [(p, tmp / f"part{i:03d}") for i, p in enumerate(parts)]
-        for part, base in jobs_list:
-            part_file(mid, part, end).save(str(base.with_suffix(".mid")))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(lambda j: fluidsynth_render(j[1].with_suffix(".mid"), j[1].with_suffix(".wav"),
-                                                      sf2, sample_rate, gain), jobs_list))
-        full = _read_float(tmp / "full.wav")
-        n = full.shape[1]
-        stems = [_fit(_read_float(base.with_suffix(".wav")), n) for _, base in jobs_list[1:]]
+        stems, full = render_parts(mid, parts, sf2, sample_rate, gain=gain,
+                                   tail_seconds=tail_seconds, workdir=Path(tmp), verify=verify)
+        total = np.zeros_like(full, dtype=np.float64)
+        for s in stems:
+            total += s
+        sdr = sdr_db(full, total)
+        if verify and sdr < _SUM_SDR_WARN_DB:
+            warnings.warn(f"{midi.name}: stems sum to the full render only at {sdr:.1f} dB SDR",
+                          stacklevel=2)
+        peak = float(np.abs(full).max())
+        if peak <= 0:
+            raise AutomixError(f"{midi}: the render is silent (does the SoundFont have these instruments?)")
+        stem_peaks = [float(np.abs(s).max()) for s in stems]
+        scale = 10 ** (peak_db / 20) / peak if peak_db is not None else 1.0
+        scale = min(scale, 0.999 / max(stem_peaks + [peak]))  # nothing clips in 24-bit PCM
 
-    total = np.sum(stems, axis=0, dtype=np.float64)
-    sdr = sdr_db(full, total)
-    if sdr < _SUM_SDR_WARN_DB:
-        warnings.warn(f"{midi.name}: stems sum to the full render only at {sdr:.1f} dB SDR", stacklevel=2)
-    peak = float(max(np.abs(full).max(), np.abs(total).max(), max(float(np.abs(s).max()) for s in stems)))
-    scale = 1.0 if peak <= 0.99 else 0.99 / peak  # one factor for all: relative levels kept
-
-    song_dir.mkdir(parents=True, exist_ok=True)
-    paths, meta = [], []
-    for part, audio in zip(parts, stems):
-        path = song_dir / f"{part.name}.wav"
-        write_audio(path, audio * scale, sample_rate, bit_depth=24)
-        paths.append(path)
-        rms = float(np.sqrt(np.mean(np.square(audio * scale, dtype=np.float64))))
-        entry = {k: v for k, v in asdict(part).items() if k not in ("name", "first_tick")}
-        meta.append({"file": path.name, **entry, "program_name": GM_PROGRAMS[part.program] if not part.is_drums else None,
-                     "rms_dbfs": round(_db(rms), 2),
-                     "peak_dbfs": round(_db(float(np.abs(audio).max() * scale)), 2)})
-    if write_mixture:
-        write_audio(song_dir / "mixture.wav", full * scale, sample_rate, bit_depth=24)
-    seconds = n / sample_rate
+        song_dir.mkdir(parents=True, exist_ok=True)
+        paths, meta = [], []
+        for part, audio, pk in zip(parts, stems, stem_peaks):
+            if _db(pk) < _SILENCE_DB:
+                warnings.warn(f"{midi.name}: part {part.name} renders silent; no stem written",
+                              stacklevel=2)
+                continue
+            mono = bool(np.array_equal(audio[0], audio[1]))
+            data = (audio[:1] if mono else audio) * scale
+            path = song_dir / f"{part.name}.{audio_format}"
+            _write(path, data, sample_rate)
+            paths.append(path)
+            rms = float(np.sqrt(np.mean(np.square(data, dtype=np.float64))))
+            entry = {k: v for k, v in asdict(part).items() if k not in ("name", "first_tick")}
+            meta.append({"file": path.name, **entry, "channel": part.channel + 1,
+                         "program_name": None if part.is_drums else GM_PROGRAMS[part.program],
+                         "channels": 1 if mono else 2, "rms_dbfs": round(_db(rms), 2),
+                         "peak_dbfs": round(_db(pk * scale), 2)})
+        if write_mixture:
+            _write(song_dir / f"mixture.{audio_format}", full * scale, sample_rate)
+        seconds = full.shape[1] / sample_rate
+        del stems
     info = {
         "format": "automix.stems", "version": 1,
         "source_midi": str(midi), "soundfont": str(sf2), "soundfont_copyright": copyright_file(sf2),
-        "renderer": "fluidsynth (reverb off, chorus off, float)", "sample_rate": sample_rate,
-        "seconds": round(seconds, 3), "sum_sdr_db": round(sdr, 2) if np.isfinite(sdr) else None,
-        "channel_moves": [{"track": t, "from": a + 1, "to": b + 1} for t, a, b in moves],
-        "scale": scale, "mixture": "mixture.wav" if write_mixture else None, "stems": meta,
+        "renderer": "libfluidsynth, one synth channel and output per part, reverb/chorus off",
+        "sample_rate": sample_rate, "seconds": round(seconds, 3),
+        "sum_sdr_db": (round(sdr, 2) if np.isfinite(sdr) else None) if verify else None,
+        "song_gain_db": round(_db(scale), 3),
+        "mixture": f"mixture.{audio_format}" if write_mixture else None, "stems": meta,
     }
     if extra_info:
         info.update(extra_info)
@@ -633,7 +655,7 @@ def render_midi_folder(folder: str | os.PathLike, out_dir: str | os.PathLike, **
         try:
             results.append(render_midi(f, out_dir, song_name=name, **kwargs))
         except AutomixError as exc:
-            warnings.warn(f"skipped: {exc}", stacklevel=2)
+            warnings.warn(f"{f}: skipped ({exc})", stacklevel=2)
     if not results:
         raise AutomixError(f"{folder}: none of the {len(files)} MIDI files could be rendered")
     return results

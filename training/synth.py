@@ -85,7 +85,8 @@ class SynthConfig:
     split_drums: bool = True
     music21_composers: tuple = ("bach",)
     soundfont: str | None = None           # None: choose among the GM SoundFonts found
-    jobs: int | None = None                # parallel fluidsynth renders per song (None: all CPUs)
+    audio_format: str = "flac"             # flac (small; silence compresses) or wav
+    verify: bool = True                    # render the full song a second time to check the stems
 
 
 # --------------------------------------------------------------------------- helpers
@@ -240,7 +241,6 @@ def add_melody(mid, bars: list[dict], key: int, mode: str, rng: np.random.Genera
     scale = SCALES[mode]
     lo = 57 + int(rng.integers(0, 8))
     pitches = [p for p in range(lo, lo + 20) if (p - key) % 12 in scale]
-    phrases: dict[str, list[tuple[float, float, int, int]]] = {}  # section -> (beat, dur, step, vel)
     events: list[tuple[int, int, object]] = []
     order = 0
     events.append((0, order, mido.Message("program_change", channel=channel, program=program)))
@@ -328,14 +328,19 @@ def compose_music21(rng: np.random.Generator, cfg: SynthConfig, workdir: Path) -
 
 # --------------------------------------------------------------------------- MIDI edits
 
-def _role(track_name: str, channel: int) -> str:
+def _role(track_name: str, channel: int, median_pitch: float | None = None) -> str:
+    """drums, bass, lead or comp -- from the MMA track name, checked against the register played
+    (MMA's "Bass-Trp" is a trumpet line around G4: a comping part, not a bass)."""
     n = track_name.lower()
     if channel == DRUM_CHANNEL:
         return "drums"
-    if n.startswith(("bass", "walk")) or "bass" in n.split("-")[0]:
-        return "bass"
     if n == "melody":
         return "lead"
+    named_bass = n.startswith(("bass", "walk")) or "bass" in n.split("-")[0]
+    if named_bass and (median_pitch is None or median_pitch < 60):  # below C4
+        return "bass"
+    if median_pitch is not None and median_pitch < 45:              # below A2, whatever its name
+        return "bass"
     return "comp"
 
 
@@ -363,7 +368,8 @@ def edit_midi(mid, rng: np.random.Generator, cfg: SynthConfig, *, tempo_bpm: flo
             new_channel = free.pop(0)
         for ch in chans:
             out_ch = new_channel if new_channel is not None and ch != DRUM_CHANNEL else ch
-            role = (roles or {}).get(ti) or _role(name, ch)
+            pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0 and m.channel == ch]
+            role = (roles or {}).get(ti) or _role(name, ch, float(np.median(pitches)) if pitches else None)
             if role == "drums":
                 kits = [k for k in DRUM_KITS if drum_kits is None or k in drum_kits] or [0]
                 p = np.array([DRUM_KITS.get(k, 0.05) for k in kits])
@@ -371,8 +377,8 @@ def edit_midi(mid, rng: np.random.Generator, cfg: SynthConfig, *, tempo_bpm: flo
             else:
                 pool = {"bass": BASS_PROGRAMS, "lead": LEAD_PROGRAMS}.get(role) or \
                     ENSEMBLE_PROGRAMS.get(role) or COMP_PROGRAMS
-                program = None if rng.random() < cfg.keep_program_prob and role != "lead" else \
-                    int(_choice(rng, pool))
+                keep = role in ("bass", "comp") and rng.random() < cfg.keep_program_prob
+                program = None if keep else int(_choice(rng, pool))
             expression = int(rng.integers(70, 128))
             chosen[f"{ti}:{name or ch}"] = {"channel": out_ch + 1, "role": role, "program": program,
                                             "expression": expression}
@@ -441,9 +447,9 @@ def available_sources(cfg: SynthConfig) -> dict[str, float]:
         warnings.warn("mma not installed: synth uses music21 only", stacklevel=2)
         srcs.pop("mma")
     if "music21" in srcs:
-        try:
-            import music21  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("music21") is None:
             warnings.warn("music21 not installed: synth uses mma only", stacklevel=2)
             srcs.pop("music21")
     if not srcs:
@@ -517,7 +523,8 @@ def make_song(index: int, out_dir: str | os.PathLike, *, seed: int = 0,
             provenance["copyright"]["music21"] = _music21_license()
         mid.save(str(work / "source.mid"))
         result = render_midi(work / "source.mid", tmp, soundfont=sf2, sample_rate=cfg.sample_rate,
-                             split_drums=cfg.split_drums, jobs=cfg.jobs, song_name=name)
+                             split_drums=cfg.split_drums, audio_format=cfg.audio_format, song_name=name,
+                             verify=cfg.verify)
         song_tmp = result.song_dir
         for f in ("source.mid", "source.mma"):
             if (work / f).is_file():
@@ -525,9 +532,11 @@ def make_song(index: int, out_dir: str | os.PathLike, *, seed: int = 0,
         stems_json = song_tmp / "stems.json"
         meta = json.loads(stems_json.read_text())
         meta["source_midi"] = "source.mid"
-        for s in meta["stems"]:
-            if s.get("track_name") == "Melody":
-                s["label"] = "lead"
+        roles = {int(k.split(":", 1)[0]): v["role"] for k, v in info.get("choices", {}).items()}
+        for s in meta["stems"]:  # what the part does in the song beats its GM family
+            role = "lead" if s.get("track_name") == "Melody" else roles.get(s.get("track"))
+            if role in ("bass", "lead"):
+                s["label"] = role
         stems_json.write_text(json.dumps(meta, indent=2) + "\n")
         provenance.update({"seconds": round(result.seconds, 3), "stems": [p.name for p in result.stems],
                            "sum_sdr_db": meta["sum_sdr_db"],
@@ -551,24 +560,56 @@ def _music21_license() -> str:
     return "music21 (BSD-3-Clause); corpus scores are public domain or as noted in music21/corpus"
 
 
+def _make_song_job(args):
+    index, out_dir, seed, cfg, sources = args
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return index, make_song(index, out_dir, seed=seed, cfg=cfg, sources=sources), None, \
+                [str(w.message) for w in caught]
+        except AutomixError as exc:
+            return index, None, str(exc), [str(w.message) for w in caught]
+
+
 def synth_dataset(n: int, out_dir: str | os.PathLike, *, seed: int = 0, cfg: SynthConfig | None = None,
-                  start: int = 0, progress=None) -> list[Path]:
-    """Make songs ``start .. start+n-1``; a song that fails is skipped with a warning."""
+                  start: int = 0, jobs: int = 1, progress=None) -> list[Path]:
+    """Make songs ``start .. start+n-1`` (``jobs`` in parallel processes).
+
+    Songs already complete are kept; a song that fails is skipped with a warning.
+    ``progress(done, n, index, path_or_None)`` is called as songs finish.
+    """
     if n < 1:
         raise AutomixError("number of songs must be at least 1")
     cfg = cfg or SynthConfig()
     sources = available_sources(cfg)
-    songs = []
-    for i in range(start, start + n):
-        try:
-            songs.append(make_song(i, out_dir, seed=seed, cfg=cfg, sources=sources))
-        except AutomixError as exc:
-            warnings.warn(f"song {i} skipped: {exc}", stacklevel=2)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    jobs_list = [(i, str(out_dir), seed, cfg, sources) for i in range(start, start + n)]
+    songs: dict[int, Path] = {}
+
+    def done(result, count):
+        index, path, error, messages = result
+        for m in messages:
+            warnings.warn(m, stacklevel=3)
+        if error:
+            warnings.warn(f"song {index} skipped: {error}", stacklevel=3)
+        else:
+            songs[index] = path
         if progress:
-            progress(i - start + 1, n, songs[-1] if songs else None)
+            progress(count, n, index, path)
+
+    if jobs <= 1:
+        for k, job in enumerate(jobs_list, 1):
+            done(_make_song_job(job), k)
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_make_song_job, job) for job in jobs_list]
+            for k, fut in enumerate(as_completed(futures), 1):
+                done(fut.result(), k)
     if not songs:
         raise AutomixError("no song could be made")
-    return songs
+    return [songs[i] for i in sorted(songs)]
 
 
 def config_from_dict(d: dict | None) -> SynthConfig:

@@ -108,12 +108,20 @@ def moving_average(x, window: int):
     return ((c[:, window:] - c[:, :-window]) / window).to(x.dtype)
 
 
-def limiter(x, ceiling_dbtp, release_ms, lookahead: int, sample_rate):
-    """True-peak look-ahead limiter on ``x`` (rows, channels, samples), latency compensated."""
+def limiter_peak(x, lookahead: int):
+    """The limiter's detector: 8x true-peak envelope (rows, T + L - 1), max over channels."""
+    return peak_envelope(F.pad(x, (0, int(lookahead) - 1)), LIMITER_OVERSAMPLE).amax(dim=1)
+
+
+def limiter(x, ceiling_dbtp, release_ms, lookahead: int, sample_rate, peak=None):
+    """True-peak look-ahead limiter on ``x`` (rows, channels, samples), latency compensated.
+
+    ``peak``: :func:`limiter_peak` of ``x`` when already known (it scales with ``x``, so a
+    loudness search can detect once and try many gains)."""
     rows, channels, n = x.shape
     L = int(lookahead)
-    xp = F.pad(x, (0, L - 1))
-    peak = peak_envelope(xp, LIMITER_OVERSAMPLE).amax(dim=1)
+    if peak is None:
+        peak = limiter_peak(x, L)
     ceiling = db_to_amp(ceiling_dbtp - TRUE_PEAK_MARGIN_DB).reshape(-1, 1)
     required = torch.clamp(ceiling / torch.clamp(peak, min=_LEVEL_FLOOR), max=1.0)
     held = running_min(required, L)

@@ -1,0 +1,362 @@
+"""The public API: ``automix.mix`` (stems + reference -> mix, master, settings) and
+``automix.master`` (mix + reference -> master, settings).
+
+Data flow: inputs checked -> analysis -> starting point (heuristic) -> refinement on spectra
+(:mod:`automix.match`) -> nonlinear stages set from measurements -> final render by the render
+executor (:func:`automix.render.render_settings`, exactly what ``automix render`` runs).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import analysis
+from .audio import audio_info, is_audio_file, read_audio, resample
+from .dsp.dynamics import compressor, lookahead_samples, limiter, limiter_peak
+from .errors import AutomixError
+from .match import Spectra, Target, fit_master_tone, fit_mix, predict_master
+from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
+from .render import MasterPre, apply_limiter, open_sources, render_mix, render_settings
+from .settings import (FORMAT, VERSION, master_from_params, track_from_params, validate)
+
+MIN_REFERENCE_S = 3.0
+MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
+CENTRE_NAMES = re.compile(r"kick|bass|sub|snare|vox|vocal|voice|lead|mono", re.I)
+
+
+@dataclass
+class Amounts:
+    """How far to move toward the reference, per aspect (0 = leave as is, 1 = match)."""
+    tone: float = 1.0
+    width: float = 1.0
+    dynamics: float = 1.0
+    loudness: float = 1.0
+
+    def __post_init__(self):
+        for k, v in vars(self).items():
+            if not 0.0 <= v <= 1.0:
+                raise AutomixError(f"--{k} {v}: amounts go from 0 to 1")
+
+
+@dataclass
+class Result:
+    """What a run produced: audio (float64, (2, samples)), settings in physical units, notes."""
+    settings: dict
+    master: np.ndarray
+    mix: np.ndarray | None
+    sample_rate: int
+    notes: list[str] = field(default_factory=list)
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+def find_stems(folder) -> tuple[list[Path], list[str]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AutomixError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    stems = [p for p in files if is_audio_file(p)]
+    notes = [f"ignored {p.name} (not an audio file)" for p in files if not is_audio_file(p)]
+    if not files:
+        raise AutomixError(f"{folder}: the stems folder is empty")
+    if not stems:
+        raise AutomixError(f"{folder}: no audio files among {len(files)} files "
+                           f"(expected .wav, .flac, .ogg, .aiff, .mp3)")
+    return stems, notes
+
+
+def load_reference(path, sample_rate: int | None = None) -> tuple[np.ndarray, int, list[str]]:
+    audio, sr = read_audio(path)
+    notes = []
+    if audio.shape[1] < MIN_REFERENCE_S * sr:
+        raise AutomixError(f"{path}: the reference is {audio.shape[1] / sr:.1f} s long; "
+                           f"it needs at least {MIN_REFERENCE_S:.0f} s")
+    if audio.shape[0] == 1:
+        notes.append(f"the reference {Path(path).name} is mono: width and side tone are not matched")
+    if sample_rate and sr != sample_rate:
+        audio = resample(audio, sr, sample_rate)
+        sr = sample_rate
+    return audio, sr, notes
+
+
+def _project_rate(infos) -> tuple[int, list[str]]:
+    rates = [i.sample_rate for i in infos]
+    sr = max(set(rates), key=lambda r: (rates.count(r), r))
+    notes = [f"{i.path.name}: {i.sample_rate} Hz, resampled to {sr} Hz" for i in infos
+             if i.sample_rate != sr]
+    lengths = {round(i.seconds, 2) for i in infos}
+    if len(lengths) > 1:
+        notes.append(f"stems differ in length ({min(lengths):.2f}-{max(lengths):.2f} s); "
+                     "shorter ones are padded with silence")
+    return sr, notes
+
+
+# --- stages --------------------------------------------------------------------------------------
+
+def heuristic_compressor(peak_db: float) -> dict:
+    """Light compression: 2:1 from 12 dB under the stem's peak."""
+    return {"threshold_db": max(-60.0, peak_db - 12.0), "ratio": 2.0, "attack_ms": 10.0,
+            "release_ms": 150.0, "knee_db": 6.0, "makeup_db": 0.0}
+
+
+def _compress(audio: np.ndarray, comp: dict, sr: int) -> np.ndarray:
+    args = [torch.tensor([comp[k]], dtype=torch.float64) for k in
+            ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db", "makeup_db")]
+    with torch.inference_mode():
+        return compressor(torch.from_numpy(audio.astype(np.float64))[None], *args, sr)[0][0].numpy()
+
+
+def heuristic_start(names, loudness, peaks_db, is_stereo) -> dict:
+    """Starting point: stems at equal loudness, flat EQ, light compression, pans spread."""
+    n = len(names)
+    p = defaults(TRACK_SPECS, (n,), torch.float64)
+    p["gain_db"] = torch.tensor([-23.0 - l for l in loudness], dtype=torch.float64).clamp(-40, 20)
+    comps = [heuristic_compressor(pk) for pk in peaks_db]
+    for key in comps[0]:
+        p[f"comp.{key}"] = torch.tensor([c[key] for c in comps], dtype=torch.float64)
+    spread = [0.35, -0.35, 0.6, -0.6, 0.2, -0.2, 0.8, -0.8]
+    k = 0
+    pans = []
+    for name, st in zip(names, is_stereo):
+        if st or CENTRE_NAMES.search(name):
+            pans.append(0.0)
+        else:
+            pans.append(spread[k % len(spread)])
+            k += 1
+    p["pan"] = torch.tensor(pans, dtype=torch.float64)
+    return p
+
+
+def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: float) -> dict:
+    """Master glue compressor whose measured loudness range comes closest to ``target_lra``
+    (a small search on a 4x-decimated copy; no compression when the mix is already tighter)."""
+    if current_lra <= target_lra + 0.5:
+        return {}
+    low = mix[:, ::4].astype(np.float64)  # decimated: the loudness statistics survive this
+    lsr = sr // 4
+    peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)
+    best, best_cost = {}, abs(current_lra - target_lra)
+    for depth in (6.0, 10.0, 14.0, 18.0):
+        for ratio in (1.5, 2.0, 3.0, 4.0):
+            comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
+                    "release_ms": 300.0, "knee_db": 6.0, "makeup_db": 0.0}
+            y = _compress(low, comp, lsr)
+            lra = analysis.loudness_range(analysis.short_term_loudness(y, lsr))
+            cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
+            if cost < best_cost:
+                best, best_cost = comp, cost
+    return best
+
+
+def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int,
+                   iterations: int = 12) -> tuple[float, float]:
+    """Master gain (dB) so that the limited master reads ``target_lufs``: secant search, with
+    the limiter's detector run once (its envelope scales with the gain).  Returns the gain and
+    the loudness it reaches (short of the target when the limiter cannot get there)."""
+    L = lookahead_samples(limiter_settings["lookahead_ms"], sr)
+    x = torch.from_numpy(pre)[None]
+    ceiling = torch.tensor([limiter_settings["ceiling_dbtp"]], dtype=torch.float64)
+    release = torch.tensor([limiter_settings["release_ms"]], dtype=torch.float64)
+    with torch.inference_mode():
+        peak = limiter_peak(x, L)
+
+        def loudness(gain_db):
+            g = 10 ** (gain_db / 20)
+            y = limiter(x * g, ceiling, release, L, sr, peak=peak * g)[0].numpy()
+            return analysis.integrated_loudness(y, sr)
+
+        g0 = float(np.clip(target_lufs - analysis.integrated_loudness(pre, sr), -24, 36))
+        l0 = loudness(g0)
+        g1 = float(np.clip(g0 + (target_lufs - l0), -24, 36))
+        for _ in range(iterations):
+            if abs(l0 - target_lufs) < 0.02 or g1 == g0:
+                break
+            l1 = loudness(g1)
+            slope = (l1 - l0) / (g1 - g0)
+            slope = min(max(slope, 0.05), 1.5)  # the limiter gives back less than the gain put in
+            g0, l0, g1 = g1, l1, float(np.clip(g1 + (target_lufs - l1) / slope, -24, 36))
+        return g0, l0
+
+
+LIMITER_RELEASES_MS = (80.0, 40.0, 20.0, 10.0)  # faster release: louder, at more distortion
+
+
+def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int) -> dict:
+    """Gain and, where the target is too loud for a gentle limiter, a faster release."""
+    for release in LIMITER_RELEASES_MS:
+        lim = dict(limiter_settings, release_ms=release)
+        gain, reached = match_loudness(pre, lim, target_lufs, sr)
+        if reached >= target_lufs - 0.1:
+            break
+    return {"gain_db": gain, "limiter": lim, "reached_lufs": reached}
+
+
+def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
+                 target_lufs: float | None, ceiling: float, amounts: Amounts, device: str = "cpu"):
+    """Master chain settings for ``mix`` (2, T) so the master matches ``reference``."""
+    start = {k: v for k, v in defaults(MASTER_SPECS, (), torch.float64).items()}
+    spectra = Spectra.of(mix, sr)
+    target = predict_master(spectra, start, sr).moved(
+        Target.of(reference), Target.of(mix_features), amounts.tone, amounts.width)
+    mix_lra = mix_features["loudness_range_lu"]
+    target_lra = mix_lra + amounts.dynamics * (reference["loudness_range_lu"] - mix_lra)
+    compressor_settings = choose_compressor(mix, sr, target_lra, mix_lra)
+    goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
+    goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
+    aim = target
+    for attempt in range(2):
+        fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device)
+        master = master_from_params(fitted)
+        master["limiter"]["ceiling_dbtp"] = float(ceiling)
+        master["compressor"] = compressor_settings
+        master["gain_db"] = 0.0
+        pre = np.empty_like(mix)
+        chain = MasterPre(master, sr)
+        for s in range(0, mix.shape[1], 1 << 16):
+            pre[:, s:s + (1 << 16)] = chain.process(mix[:, s:s + (1 << 16)])
+        loud = loudness_stage(pre, master["limiter"], goal, sr)
+        gain = master["gain_db"] = loud["gain_db"]
+        master["limiter"] = loud["limiter"]
+        if attempt == 1 or amounts.tone == 0:
+            break
+        # The compressor and limiter tilt the spectrum (heavy limiting dulls the top): measure
+        # the limited master, and aim the second fit off by what the first one missed.
+        limited = apply_limiter(pre * 10 ** (gain / 20), master["limiter"], sr)
+        got = Target.of({"tonal_balance": analysis.tonal_balance(limited, sr),
+                         "width_db": analysis.stereo_width_db(limited)})
+        predicted = predict_master(spectra, fitted, sr)
+        aim = aim.shifted(predicted, got)
+    return master, goal
+
+
+def _analyze_all(result_settings, reference, mix, master, sr, goal, ceiling, source):
+    result_settings["target"] = {"lufs": goal, "true_peak_dbtp": ceiling, "source": source}
+    result_settings["analysis"] = {"reference": reference,
+                                   "mix": analysis.analyze(mix, sr) if mix is not None else {},
+                                   "master": analysis.analyze(master, sr)}
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
+        amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
+        progress=None) -> Result:
+    """Mix and master a folder of stems to a reference track.
+
+    ``stems``: a folder (every audio file in it is a stem); ``reference``: an audio file.
+    """
+    amounts = amounts or Amounts()
+    say = progress or (lambda msg: None)
+    stem_paths, notes = find_stems(stems)
+    infos = [audio_info(p) for p in stem_paths]
+    sr, rate_notes = _project_rate(infos)
+    notes += rate_notes
+    ref_audio, _, ref_notes = load_reference(reference, sr)
+    notes += ref_notes
+    say("analysing the reference")
+    ref_features = analysis.analyze(ref_audio, sr)
+    del ref_audio
+
+    say(f"analysing {len(stem_paths)} stems")
+    names, files, spectra, loud, peaks, stereo = [], [], [], [], [], []
+    silent = []
+    for path in stem_paths:
+        audio, a_sr = read_audio(path)
+        audio = resample(audio, a_sr, sr)
+        peak = float(np.abs(audio).max())
+        if peak < 1e-5:
+            silent.append(path)
+            continue
+        names.append(path.stem)
+        files.append(path.name)
+        stereo.append(audio.shape[0] == 2)
+        loud.append(max(analysis.integrated_loudness(audio, sr), -70.0))
+        peaks.append(20 * np.log10(peak))
+        # the fit models the linear stages; the stem is summarised after its (fixed) compressor
+        comp = heuristic_compressor(peaks[-1])
+        spectra.append(Spectra.of(_compress(audio, comp, sr), sr))
+    notes += [f"{p.name} is silent: left out of matching (kept, muted, in the settings)"
+              for p in silent]
+    if not names:
+        raise AutomixError(f"{stems}: every stem is silent")
+
+    say("refining the mix")
+    start = heuristic_start(names, loud, peaks, stereo)
+    # the mix always follows the reference; the amounts act on the master stage
+    fitted, _ = fit_mix(spectra, stereo, Target.of(ref_features), start, sr, steps=refine_steps,
+                        device=device)
+    tracks = [track_from_params(n, f, {k: v[i] for k, v in fitted.items()})
+              for i, (n, f) in enumerate(zip(names, files))]
+    tracks += [{"name": p.stem, "file": p.name, "eq": [], "compressor": {}, "gain_db": 0.0,
+                "pan": 0.0, "width": 1.0, "mute": True} for p in silent]
+    settings = {"format": FORMAT, "version": VERSION, "sample_rate": sr, "tracks": tracks,
+                "master": {"eq": [], "compressor": {}, "width": 1.0, "gain_db": 0.0,
+                           "limiter": {}}}
+    settings = validate(settings, "automix")
+
+    say("rendering the mix")
+    sources = open_sources(settings, stems)
+    try:
+        length = max(s.frames for s in sources)
+        mix_audio = render_mix(sources, settings["tracks"], sr, length)
+    finally:
+        for s in sources:
+            s.close()
+    # set the bus level: MIX_LOUDNESS_LUFS, or lower for 1 dB of sample-peak headroom
+    lufs = analysis.integrated_loudness(mix_audio, sr)
+    offset = min(MIX_LOUDNESS_LUFS - lufs, -1.0 - 20 * np.log10(np.abs(mix_audio).max() + 1e-12))
+    for t in settings["tracks"]:
+        t["gain_db"] = float(np.clip(t["gain_db"] + offset, -120, 48))
+    mix_audio *= 10 ** (offset / 20)
+
+    say("mastering")
+    mix_features = analysis.analyze(mix_audio, sr)
+    settings["master"], goal = master_stage(mix_audio, sr, ref_features, mix_features,
+                                            target_lufs, ceiling, amounts, device)
+    settings = validate(settings, "automix")
+    say("rendering")
+    mix_final, master_final = render_settings(settings, stems)
+    _analyze_all(settings, ref_features, mix_final, master_final, sr, goal, ceiling,
+                 "reference" if target_lufs is None else "target_lufs")
+    return Result(settings, master_final, mix_final, sr, notes)
+
+
+def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
+           amounts: Amounts | None = None, device: str = "cpu", progress=None) -> Result:
+    """Master a finished mix (a file) to a reference track."""
+    amounts = amounts or Amounts()
+    say = progress or (lambda msg: None)
+    mix_path = Path(mix_path)
+    audio, sr = read_audio(mix_path)
+    notes = []
+    clipped = int((np.abs(audio) >= 0.9999).sum())
+    if clipped > 2:
+        notes.append(f"{mix_path.name} clips ({clipped} samples at full scale): the master keeps "
+                     "that distortion; export the mix with headroom if you can")
+    ref_audio, _, ref_notes = load_reference(reference, sr)
+    notes += ref_notes
+    say("analysing")
+    ref_features = analysis.analyze(ref_audio, sr)
+    del ref_audio
+    mono = audio.shape[0] == 1
+    # the mix is one "track" with a neutral strip; a mono file gets +3.01 dB to undo the pan law
+    track = {"name": mix_path.stem, "file": mix_path.name, "eq": [], "compressor": {},
+             "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0, "width": 1.0,
+             "mute": False}
+    stereo_mix = np.repeat(audio, 2, 0).astype(np.float64) if mono else audio.astype(np.float64)
+    mix_features = analysis.analyze(stereo_mix, sr)
+    say("mastering")
+    master_settings, goal = master_stage(stereo_mix, sr, ref_features, mix_features, target_lufs,
+                                         ceiling, amounts, device)
+    settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
+                         "tracks": [track], "master": master_settings}, "automix")
+    say("rendering")
+    _, master_final = render_settings(settings, mix_path.parent)
+    _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
+                 "reference" if target_lufs is None else "target_lufs")
+    settings["analysis"]["mix"] = mix_features
+    return Result(settings, master_final, None, sr, notes)

@@ -1,0 +1,307 @@
+"""Refinement: fit console parameters to a reference by gradient descent.
+
+Matching works on long-term spectra, not on audio, so a fit takes well under a second whatever the
+song's length: each source is summarised once by its mid and side power spectra and their cross
+spectrum (Welch).  The console's linear stages act on those exactly: the EQ multiplies every
+spectrum by ``|H(f)|^2`` (the console's own :func:`automix.dsp.eq.frequency_response`), gain by
+``g^2``, and pan/width mix mid and side through the console's own pan law
+(:func:`automix.dsp.stereo.pan_gains`).  Tracks are taken as mutually uncorrelated (their powers
+add).  The fitted settings are then rendered at full rate by the real console and measured; the
+nonlinear stages (compressor, limiter) are set from measurements of the rendered audio.
+
+Losses follow DESIGN.md's metrics: 1/3-octave mid and side curves normalised by their mean band
+power, and width = side/mid energy in dB.  Regularisers pull toward neutral settings (EQ gains
+toward 0 dB, faders and pans toward the starting point), and EQ gains are bounded by the
+parameter spec (+-12 dB), so nothing boosts +45 dB into an empty band.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import analysis
+from .console import layout_bands
+from .dsp.eq import frequency_response
+from .dsp.stereo import pan_gains
+from .params import MASTER_SPECS, TRACK_SPECS, spec_index
+
+NPERSEG = 8192
+FADER_RANGE_DB = 12.0
+EQ_GAIN_KEYS = ("eq1_lowshelf.gain_db", "eq2_peak.gain_db", "eq3_peak.gain_db",
+                "eq4_peak.gain_db", "eq5_highshelf.gain_db")
+_EPS = 1e-20
+
+
+@dataclass
+class Spectra:
+    """Power spectra on a Welch grid: mid, side, and the real mid/side cross spectrum."""
+    mid: np.ndarray
+    side: np.ndarray
+    cross: np.ndarray
+
+    @classmethod
+    def of(cls, audio: np.ndarray, sample_rate: int) -> "Spectra":
+        audio = np.asarray(audio, dtype=np.float64)
+        left, right = audio[0], audio[-1]
+        p = analysis.average_power_spectrum(np.stack([(left + right) / 2, (left - right) / 2,
+                                                      left, right]), sample_rate, NPERSEG)
+        return cls(p[0], p[1], (p[2] - p[3]) / 4)  # P_LL - P_RR = 4 Re(P_MS)
+
+
+@dataclass
+class Target:
+    """What to match: normalised mid/side band curves (dB) and width (dB); None = don't."""
+    mid_db: np.ndarray
+    side_db: np.ndarray | None
+    width_db: float | None
+
+    @classmethod
+    def of(cls, features: dict) -> "Target":
+        tb = features["tonal_balance"]
+        stereo = features["width_db"] > analysis.FLOOR_DB + 1
+        return cls(np.asarray(tb["mid_db"]), np.asarray(tb["side_db"]) if stereo else None,
+                   features["width_db"] if stereo else None)
+
+    def shifted(self, predicted: "Target", measured: "Target") -> "Target":
+        """This target corrected by a model error: aim off by (measured - predicted)."""
+        def fix(t, p, m):
+            return None if t is None or p is None or m is None else t - (m - p)
+        return Target(fix(self.mid_db, predicted.mid_db, measured.mid_db),
+                      fix(self.side_db, predicted.side_db, measured.side_db),
+                      fix(self.width_db, predicted.width_db, measured.width_db))
+
+    def moved(self, goal: "Target", start: "Target", tone: float, width: float) -> "Target":
+        """This target plus ``amount * (goal - start)`` per aspect: moving a model's own view of
+        a signal by a measured difference cancels the model's bias (amount 0 = no change)."""
+        def move(base, g, s, t):
+            return None if base is None or g is None or s is None else base + t * (g - s)
+        return Target(move(self.mid_db, goal.mid_db, start.mid_db, tone),
+                      move(self.side_db, goal.side_db, start.side_db, tone),
+                      move(self.width_db, goal.width_db, start.width_db, width))
+
+
+def _torch(x):
+    return torch.as_tensor(np.asarray(x), dtype=torch.float64)
+
+
+SUBBANDS = 4  # per 1/3-octave band: the EQ is evaluated at 1/12-octave resolution
+
+
+def _subband_edges(sample_rate: int) -> np.ndarray:
+    """Edges (Hz) of the model's frequency cells: everything below the first band, 4 cells per
+    1/3-octave band, everything above the last band up to Nyquist."""
+    lo, hi = analysis.BAND_EDGES[0, 0], analysis.BAND_EDGES[-1, 1]
+    inner = np.geomspace(lo, hi, analysis.N_BANDS * SUBBANDS + 1)
+    inner = inner[inner < sample_rate / 2]
+    return np.concatenate([[0.0], inner, [sample_rate / 2]])
+
+
+def _cell_matrix(edges: np.ndarray, sample_rate: int, nperseg: int) -> np.ndarray:
+    """(cells, bins): fraction of each FFT bin's width inside each cell."""
+    df = sample_rate / nperseg
+    f = np.arange(nperseg // 2 + 1) * df
+    lo_bin, hi_bin = np.maximum(f - df / 2, 0.0), np.minimum(f + df / 2, sample_rate / 2)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    return np.clip(np.minimum(hi, hi_bin) - np.maximum(lo, lo_bin), 0.0, None) / df
+
+
+class _Model:
+    """Spectra summarised on 1/12-octave cells; the EQ's |H|^2 evaluated at cell centres."""
+
+    def __init__(self, sample_rate: int):
+        self.sr = sample_rate
+        edges = _subband_edges(sample_rate)
+        self.cells = _torch(_cell_matrix(edges, sample_rate, NPERSEG))   # (cells, bins)
+        centres = np.sqrt(np.maximum(edges[:-1], 10.0) * edges[1:])
+        self.omega = _torch(2 * np.pi * centres / sample_rate)
+        n_inner = len(edges) - 3
+        n_bands = min(analysis.N_BANDS, n_inner // SUBBANDS)
+        band_of_cell = torch.zeros(analysis.N_BANDS, len(centres), dtype=torch.float64)
+        for b in range(n_bands):
+            band_of_cell[b, 1 + b * SUBBANDS:1 + (b + 1) * SUBBANDS] = 1.0
+        self.bands = band_of_cell
+        self.usable = _torch(np.arange(analysis.N_BANDS) < n_bands).to(torch.float64)
+
+    def summarise(self, power) -> torch.Tensor:
+        """Bin powers (..., bins) -> cell powers (..., cells)."""
+        return _torch(power) @ self.cells.T
+
+    def eq_power(self, params: dict) -> torch.Tensor:
+        bands = layout_bands(params, expand=lambda t: t)
+        return frequency_response(bands, self.omega, self.sr).abs() ** 2
+
+    def features(self, p_mid, p_side):
+        """Normalised band curves (dB) and width (dB) from cell powers."""
+        out = []
+        for p in (p_mid, p_side):
+            b = self.bands @ p
+            mean = (b * self.usable).sum() / self.usable.sum()
+            out.append(10 * torch.log10(b + _EPS) - 10 * torch.log10(mean + _EPS))
+        width = 10 * torch.log10((p_side.sum() + _EPS) / (p_mid.sum() + _EPS))
+        return out[0], out[1], width
+
+    def loss(self, p_mid, p_side, target: Target, side_weight=0.5, width_weight=0.5):
+        """Huber (1 dB) distance of the band curves and of the width: like DESIGN.md's mean
+        absolute dB errors, but smooth, so that a few far-off bands cannot dominate the fit."""
+        mid_db, side_db, width = self.features(p_mid, p_side)
+        w = self.usable
+
+        def curve(a, b):
+            return (_huber(a - _torch(b)) * w).sum() / w.sum()
+
+        loss = curve(mid_db, target.mid_db)
+        if target.side_db is not None:
+            loss = loss + side_weight * curve(side_db, target.side_db)
+        if target.width_db is not None:
+            loss = loss + width_weight * _huber(width - target.width_db)
+        return loss
+
+
+def _huber(x, delta: float = 1.0):
+    a = x.abs()
+    return torch.where(a < delta, 0.5 * x * x / delta, a - 0.5 * delta)
+
+
+def _bounded(spec, raw):
+    """A physical value inside the spec's range from an unbounded variable (tanh)."""
+    mid = (spec.maximum + spec.minimum) / 2
+    half = (spec.maximum - spec.minimum) / 2
+    return mid + half * torch.tanh(raw)
+
+
+def _unbounded(spec, value):
+    mid = (spec.maximum + spec.minimum) / 2
+    half = (spec.maximum - spec.minimum) / 2
+    return torch.atanh(torch.clamp((torch.as_tensor(value, dtype=torch.float64) - mid) / half,
+                                   -0.999, 0.999))
+
+
+def _optimize(variables: dict, closure, steps: int, lr: float, betas=(0.9, 0.999), eps=1e-8):
+    """Plain Adam (written out: torch.optim's first import costs seconds of start-up)."""
+    params = list(variables.values())
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    for step in range(1, steps + 1):
+        for p in params:
+            p.grad = None
+        closure().backward()
+        with torch.no_grad():
+            for p, mi, vi in zip(params, m, v):
+                mi.mul_(betas[0]).add_(p.grad, alpha=1 - betas[0])
+                vi.mul_(betas[1]).addcmul_(p.grad, p.grad, value=1 - betas[1])
+                m_hat = mi / (1 - betas[0] ** step)
+                v_hat = vi / (1 - betas[1] ** step)
+                p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+    with torch.no_grad():
+        return float(closure())
+
+
+def _on(device: str):
+    """A default-device context for non-CPU devices (on CPU, none: it costs per-op overhead)."""
+    return torch.device(device) if device != "cpu" else contextlib.nullcontext()
+
+
+def fit_mix(spectra: list[Spectra], is_stereo: list[bool], target: Target, start: dict,
+            sample_rate: int, steps: int = 300, fit_eq: bool = True,
+            device: str = "cpu") -> tuple[dict, float]:
+    """Fit track faders, EQ gains, pans and widths so the summed mix matches ``target``.
+
+    ``start``: physical track parameters ``{name: (N,) tensor}`` (the heuristic or a network's
+    prediction).  Returns the fitted parameters (same form, on the CPU) and the final loss.
+    """
+    with _on(device):
+        return _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq)
+
+
+def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
+    model = _Model(sample_rate)
+    specs = spec_index(TRACK_SPECS)
+    mid = model.summarise(np.stack([s.mid for s in spectra]))
+    side = model.summarise(np.stack([s.side for s in spectra]))
+    cross = model.summarise(np.stack([s.cross for s in spectra]))
+    stereo = torch.tensor(is_stereo)
+    start = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()}
+    # Faders move at most +-FADER_RANGE_DB from the start (the element balance is the start's,
+    # refined); pans of centred sources (pan 0 at the start: bass, kick, vocals, stereo stems)
+    # stay centred; EQ gains stay inside the spec's +-12 dB.
+    names = ["width"] + (list(EQ_GAIN_KEYS) if fit_eq else [])
+    raw = {k: _unbounded(specs[k], start[k]).clone().requires_grad_() for k in names}
+    raw["gain_db"] = torch.zeros_like(start["gain_db"]).requires_grad_()
+    raw["pan"] = torch.atanh(start["pan"].clamp(-0.99, 0.99)).clone().requires_grad_()
+    centred = start["pan"] == 0
+
+    def physical():
+        p = dict(start)
+        p.update({k: _bounded(specs[k], raw[k]) for k in names})
+        p["gain_db"] = start["gain_db"] + FADER_RANGE_DB * torch.tanh(raw["gain_db"])
+        p["pan"] = torch.where(centred, start["pan"], torch.tanh(raw["pan"]))
+        p["width"] = torch.where(stereo, p["width"], torch.ones_like(p["width"]))
+        return p
+
+    def closure():
+        p = physical()
+        gl, gr = pan_gains(p["pan"], stereo)
+        a, b = (gl + gr) / 2, (gl - gr) / 2
+        w = p["width"]
+        h = model.eq_power(p) * (10 ** (p["gain_db"] / 10)).unsqueeze(-1)  # (N, F)
+        a, b, w = a.unsqueeze(-1), b.unsqueeze(-1), w.unsqueeze(-1)
+        p_mid = (h * (a * a * mid + b * b * w * w * side + 2 * a * b * w * cross)).sum(0)
+        p_side = (h * (b * b * mid + a * a * w * w * side + 2 * a * b * w * cross)).sum(0)
+        loss = model.loss(p_mid, p_side, target)
+        reg = 0.5 * ((p["gain_db"] - start["gain_db"]) / 6).pow(2).mean()
+        reg = reg + (p["pan"] - start["pan"]).pow(2).mean()
+        reg = reg + (p["width"] - start["width"]).pow(2).mean()
+        if fit_eq:
+            reg = reg + sum((p[k] / 6).pow(2).mean() for k in EQ_GAIN_KEYS) * 0.5
+        return loss + reg
+
+    final = _optimize(raw, closure, steps, lr=0.05)
+    with torch.no_grad():
+        return {k: v.detach().cpu().to(torch.float32) for k, v in physical().items()}, final
+
+
+def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
+    """What the model predicts for the master's tone and width under ``params``."""
+    model = _Model(sample_rate)
+    with torch.no_grad():
+        p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
+        h = model.eq_power(p)
+        mid_db, side_db, width = model.features(h * model.summarise(spectra.mid),
+                                                h * model.summarise(spectra.side) * p["width"] ** 2)
+    return Target(mid_db.numpy(), side_db.numpy(), float(width))
+
+
+def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: int,
+                    steps: int = 300, device: str = "cpu") -> tuple[dict, float]:
+    """Fit the master EQ gains and width so the master's tone and width match ``target``."""
+    with _on(device):
+        return _fit_master_tone(spectra, target, start, sample_rate, steps)
+
+
+def _fit_master_tone(spectra, target, start, sample_rate, steps):
+    model = _Model(sample_rate)
+    specs = spec_index(MASTER_SPECS)
+    mid, side = model.summarise(spectra.mid), model.summarise(spectra.side)
+    start = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()}
+    names = list(EQ_GAIN_KEYS) + (["width"] if target.width_db is not None else [])
+    raw = {k: _unbounded(specs[k], start[k]).clone().requires_grad_() for k in names}
+
+    def physical():
+        p = dict(start)
+        p.update({k: _bounded(specs[k], v) for k, v in raw.items()})
+        return p
+
+    def closure():
+        p = physical()
+        h = model.eq_power(p)
+        loss = model.loss(h * mid, h * side * p["width"] ** 2, target, side_weight=0.25)
+        reg = sum((p[k] / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
+        return loss + reg + 0.05 * (p["width"] - 1.0) ** 2
+
+    final = _optimize(raw, closure, steps, lr=0.05)
+    with torch.no_grad():
+        return {k: v.detach().cpu() for k, v in physical().items()}, final

@@ -1,0 +1,87 @@
+"""The report image: reference vs mix vs master, so a person sees at a glance what changed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .audio import atomic_path  # noqa: E402
+
+_COLOURS = {"reference": "black", "mix": "tab:blue", "master": "tab:red"}
+_ROWS = [("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
+         ("plr_db", "PLR (dB)"), ("loudness_range_lu", "LRA (LU)"), ("width_db", "width (dB)"),
+         ("crest_factor_db", "crest factor (dB)")]
+
+
+def summary_rows(analysis: dict) -> list[tuple[str, list[str]]]:
+    names = [n for n in ("reference", "mix", "master") if analysis.get(n)]
+    rows = []
+    for key, label in _ROWS:
+        rows.append((label, [f"{analysis[n][key]:.1f}" for n in names]))
+    return [("", names)] + rows
+
+
+def summary_text(analysis: dict) -> str:
+    rows = summary_rows(analysis)
+    return "\n".join(f"{label:<20}" + "".join(f"{v:>11}" for v in values) for label, values in rows)
+
+
+def write_report(path, settings: dict) -> Path:
+    analysis = settings["analysis"]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8), gridspec_kw={"height_ratios": [1, 1]})
+    for ax, part, title in ((axes[0, 0], "mid_db", "tonal balance, mid"),
+                            (axes[0, 1], "side_db", "tonal balance, side")):
+        for name, colour in _COLOURS.items():
+            a = analysis.get(name)
+            if a:
+                tb = a["tonal_balance"]
+                ax.semilogx(tb["bands_hz"], tb[part], color=colour, label=name,
+                            lw=2.2 if name == "master" else 1.4)
+        ax.set_title(f"{title} (1/3 octave, dB re mean band power)")
+        ax.set_xlabel("Hz")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        lo = min(min(analysis[n]["tonal_balance"][part]) for n in _COLOURS if analysis.get(n))
+        ax.set_ylim(max(lo, -40) - 2, None)
+    rows = summary_rows(analysis)
+    ax = axes[1, 0]
+    ax.axis("off")
+    table = ax.table(cellText=[v for _, v in rows[1:]], rowLabels=[l for l, _ in rows[1:]],
+                     colLabels=rows[0][1], loc="center")
+    table.scale(1, 1.6)
+    ax.set_title("loudness, peaks, dynamics, width")
+    ax = axes[1, 1]
+    ax.axis("off")
+    ax.set_title("master chain settings")
+    ax.text(0, 1, _settings_text(settings), va="top", family="monospace", fontsize=9,
+            transform=ax.transAxes)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _settings_text(settings: dict) -> str:
+    m = settings["master"]
+    lines = ["EQ:"]
+    for b in m["eq"]:
+        gain = f"{b['gain_db']:+5.1f} dB" if "gain_db" in b else "        "
+        lines.append(f"  {b['type']:<9} {b['freq_hz']:7.0f} Hz {gain}  Q {b['q']:.2f}")
+    c = m["compressor"]
+    lines.append("compressor: " + (f"{c['threshold_db']:.1f} dB, {c['ratio']:.1f}:1, "
+                                   f"{c['attack_ms']:.0f}/{c['release_ms']:.0f} ms" if c else "off"))
+    lines.append(f"width: {m['width']:.2f}   gain: {m['gain_db']:+.1f} dB")
+    lim = m["limiter"]
+    if lim:
+        lines.append(f"limiter: ceiling {lim['ceiling_dbtp']:.1f} dBTP, release {lim['release_ms']:.0f} ms")
+    t = settings.get("target", {})
+    if t:
+        lines.append(f"target: {t['lufs']:.1f} LUFS ({t['source']})")
+    lines.append(f"tracks: {len(settings['tracks'])}")
+    return "\n".join(lines)

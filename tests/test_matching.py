@@ -1,0 +1,106 @@
+"""Reference matching end to end on synthetic songs whose answer is known: the reference is
+rendered by the console itself from the same stems with known settings."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import automix
+from automix import analysis
+from automix.cli import main
+from automix.params import MASTER_SPECS, TRACK_SPECS, defaults
+from automix.render import render_settings
+from automix.settings import settings_from_params, validate
+
+SR = 32000
+SECONDS = 8
+
+
+def make_stems(folder, rng):
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(SR * SECONDS) / SR
+    beat = (t * 2) % 1
+    kick = np.sin(2 * np.pi * 55 * t * (1 + np.exp(-beat * 30))) * np.exp(-beat * 8) * 0.8
+    hats = rng.standard_normal(len(t)) * np.exp(-((t * 8) % 1) * 40) * 0.2
+    hats = np.diff(hats, prepend=0)  # bright
+    bass = np.sin(2 * np.pi * 55 * t * (1 + (np.floor(t / 2) % 2) * 0.5)) * 0.3
+    chord = sum(np.sin(2 * np.pi * f * t + k) for k, f in enumerate([220, 277, 330, 440])) * 0.08
+    pad = np.stack([chord * (1 + 0.3 * np.sin(2 * np.pi * 0.2 * t)),
+                    chord * (1 - 0.3 * np.sin(2 * np.pi * 0.2 * t))])
+    sf.write(folder / "kick.wav", kick, SR)
+    sf.write(folder / "hats.wav", hats, SR)
+    sf.write(folder / "bass.flac", bass, SR)
+    sf.write(folder / "pad.wav", pad.T, SR)
+    return ["kick", "hats", "bass", "pad"], ["kick.wav", "hats.wav", "bass.flac", "pad.wav"]
+
+
+@pytest.fixture(scope="module")
+def known_case(tmp_path_factory):
+    """Stems, and a reference mixed and mastered by the console with known settings."""
+    root = tmp_path_factory.mktemp("case")
+    names, files = make_stems(root / "stems", np.random.default_rng(7))
+    tp = defaults(TRACK_SPECS, (4,), torch.float64)
+    tp["gain_db"] = torch.tensor([-2.0, -12.0, 0.0, -6.0], dtype=torch.float64)
+    tp["pan"] = torch.tensor([0.0, 0.5, 0.0, -0.2], dtype=torch.float64)
+    tp["eq5_highshelf.gain_db"] = torch.tensor([0.0, -4.0, 0.0, 3.0], dtype=torch.float64)
+    mp = defaults(MASTER_SPECS, (), torch.float64)
+    mp["gain_db"] = torch.tensor(10.0, dtype=torch.float64)
+    mp["eq1_lowshelf.gain_db"] = torch.tensor(2.0, dtype=torch.float64)
+    settings = validate(settings_from_params(names, files, tp, mp, SR))
+    _, ref = render_settings(settings, root / "stems")
+    sf.write(root / "reference.wav", ref.T, SR, subtype="FLOAT")
+    out = root / "out"
+    code = main(["--stems", str(root / "stems"), "--reference", str(root / "reference.wav"),
+                 "-o", str(out)])
+    assert code == 0
+    return root, out
+
+
+def test_master_matches_the_reference(known_case):
+    root, out = known_case
+    a = json.loads((out / "settings.json").read_text())["analysis"]
+    ref, master = a["reference"], a["master"]
+    assert analysis.loudness_error_lu(master, ref) <= 0.5
+    assert master["true_peak_dbtp"] <= -1.0 + 1e-6
+    assert analysis.tonal_error_db(master, ref, "mid") <= 1.5
+    assert analysis.width_error_db(master, ref) <= 1.0
+    # the files say what the settings say
+    audio, sr = sf.read(out / "master.wav", always_2d=True)
+    assert sr == SR and sf.info(out / "master.wav").subtype == "PCM_24"
+    measured = analysis.analyze(audio.T, sr)
+    assert measured["integrated_lufs"] == pytest.approx(master["integrated_lufs"], abs=0.05)
+    assert measured["true_peak_dbtp"] <= -1.0 + 0.01
+    assert (out / "report.png").stat().st_size > 10000
+
+
+def test_render_reproduces_master_bit_exactly(known_case):
+    root, out = known_case
+    assert main(["render", "--stems", str(root / "stems"), "--settings",
+                 str(out / "settings.json"), "-o", str(root / "again")]) == 0
+    for name in ("mix.wav", "master.wav"):
+        assert (root / "again" / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_master_command_and_amounts(known_case, tmp_path):
+    root, out = known_case
+    full = automix.master(out / "mix.wav", root / "reference.wav")
+    ref = full.settings["analysis"]["reference"]
+    got = full.settings["analysis"]["master"]
+    assert abs(got["integrated_lufs"] - ref["integrated_lufs"]) <= 0.5
+    assert got["true_peak_dbtp"] <= -1.0 + 1e-6
+    streaming = automix.master(out / "mix.wav", root / "reference.wav", target_lufs=-16.0)
+    assert streaming.settings["analysis"]["master"]["integrated_lufs"] == pytest.approx(-16, abs=0.5)
+    still = automix.master(out / "mix.wav", root / "reference.wav",
+                           amounts=automix.Amounts(loudness=0.0, tone=0.0, width=0.0))
+    mix_lufs = still.settings["analysis"]["mix"]["integrated_lufs"]
+    assert still.settings["analysis"]["master"]["integrated_lufs"] == pytest.approx(mix_lufs, abs=0.5)
+    assert all(abs(b.get("gain_db", 0.0)) < 0.5 for b in still.settings["master"]["eq"])
+
+
+def test_analyze_command(known_case, capsys):
+    root, _ = known_case
+    assert main(["analyze", str(root / "reference.wav"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["true_peak_dbtp"] <= -1.0 + 0.01 and data["sample_rate"] == SR
