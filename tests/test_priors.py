@@ -17,7 +17,7 @@ from automix.errors import AutomixError
 from training.priors import EQ_LAYOUT, PriorConfig, prior_config, sample_settings, track_role
 
 NAMES = ["Kick In", "Snare Top", "Bass DI", "Lead Vox", "Gtr L", "Gtr R", "Keys", "OH"]
-TRACK_KEYS = {"name", "eq", "compressor", "gain_db", "pan", "width", "mute"}
+TRACK_KEYS = {"name", "file", "eq", "compressor", "gain_db", "pan", "width", "mute"}
 COMP_KEYS = {"threshold_db", "ratio", "attack_ms", "release_ms", "knee_db", "makeup_db"}
 
 
@@ -132,3 +132,40 @@ def test_yaml_matches_the_dataclass_defaults():
                                        ("Gtr", "other")])
 def test_track_roles(name, role):
     assert track_role(name) == role
+
+
+def _flat(entry: dict, master: bool) -> dict:
+    """A settings entry as console parameter names (automix.params)."""
+    p = {}
+    for i, b in enumerate(entry["eq"]):
+        for k in ("freq_hz", "gain_db", "q"):
+            if k in b:
+                p[f"eq{i}_{b['type']}.{k}"] = b[k]
+    p.update({f"comp.{k}": v for k, v in entry["compressor"].items()})
+    p["gain_db"], p["width"] = entry["gain_db"], entry["width"]
+    if master:
+        p.update({f"limiter.{k}": v for k, v in entry["limiter"].items() if k != "lookahead_ms"})
+    else:
+        p["pan"] = entry["pan"]
+    return p
+
+
+def test_draws_fit_the_console_specs_and_the_settings_schema(draws):
+    from automix.params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS
+    from automix.settings import validate
+
+    track_specs = {s.name: s for s in TRACK_SPECS}
+    master_specs = {s.name: s for s in MASTER_SPECS}
+    for s in draws[:200]:
+        for t in s["tracks"]:
+            p = _flat(t, master=False)
+            assert set(p) == set(track_specs)
+            for k, v in p.items():
+                assert track_specs[k].minimum <= v <= track_specs[k].maximum, (k, v)
+        p = _flat(s["master"], master=True)
+        assert set(p) == set(master_specs)
+        for k, v in p.items():
+            assert master_specs[k].minimum <= v <= master_specs[k].maximum, (k, v)
+        assert s["master"]["limiter"]["lookahead_ms"] == LIMITER_LOOKAHEAD_MS
+    full = sample_settings(NAMES, 4, files=[f"{n}.wav" for n in NAMES], sample_rate=44100)
+    assert validate(full)["tracks"][0]["file"] == "Kick In.wav"

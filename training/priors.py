@@ -24,7 +24,8 @@ compressor             engaged with p = 0.75, else ratio 1 (transparent). Ratio 
 master                 same EQ layout with half the gains; glue compressor (p = 0.7, ratio median
                        1.8, threshold 4 dB below the mix level, attack 20 ms, release 200 ms);
                        width median 1.05; gain N(3, 2) dB; true-peak limiter with ceiling
-                       -1 dBTP (70 %) or -0.1/-0.5/-2, look-ahead ~2 ms, release ~80 ms.
+                       -1 dBTP (70 %) or -0.1/-0.5/-2, the console's fixed 2 ms look-ahead,
+                       release log-normal median 80 ms.
 =====================  ==========================================================================
 
 All of it is a :class:`PriorConfig` (dataclasses), loadable from ``configs/data/priors.yaml``
@@ -40,6 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from automix.errors import AutomixError
+from automix.params import LIMITER_LOOKAHEAD_MS
 
 EQ_LAYOUT = ("highpass", "lowshelf", "peak", "peak", "peak", "highshelf")
 
@@ -127,8 +129,8 @@ class CompressorPrior:
 class LimiterPrior:
     ceilings_dbtp: tuple = (-1.0, -0.1, -0.5, -2.0)
     ceiling_probs: tuple = (0.7, 0.1, 0.1, 0.1)
-    lookahead_median_ms: float = 2.0
-    lookahead_sigma: float = 0.3
+    lookahead_median_ms: float = LIMITER_LOOKAHEAD_MS  # the console's look-ahead is fixed...
+    lookahead_sigma: float = 0.0                       # ...so it is not drawn by default
     lookahead_range_ms: tuple = (0.5, 10.0)
     release_median_ms: float = 80.0
     release_sigma: float = 0.5
@@ -333,19 +335,21 @@ def sample_settings(track_names: Sequence[str], rng: np.random.Generator | int |
                     config: PriorConfig | Mapping[str, Any] | None = None, *,
                     labels: Sequence[str] | None = None, levels_db: Sequence[float] | None = None,
                     stereo: Sequence[bool] | None = None, mix_level_db: float | None = None,
-                    sample_rate: int | None = None) -> dict:
+                    files: Sequence[str] | None = None, sample_rate: int | None = None) -> dict:
     """One random console setting for ``track_names`` (settings.json schema v1 fields).
 
     ``labels`` (instrument labels) refine the roles found from the names; ``levels_db`` (each
     stem's RMS level in dBFS) place compressor thresholds relative to the material and feed
     ``gain.level_match``; ``stereo`` (per track) gives mono tracks width 1.0; ``mix_level_db``
-    places the master compressor. ``rng`` is a numpy Generator or a seed.
+    places the master compressor; ``files`` fills each track's ``file`` (default: its name).
+    With ``sample_rate`` the result is a complete settings.json (``automix.settings.validate``
+    accepts it). ``rng`` is a numpy Generator or a seed.
     """
     cfg = prior_config(config)
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     n = len(track_names)
-    for seq, what in ((labels, "labels"), (levels_db, "levels_db"), (stereo, "stereo")):
+    for seq, what in ((labels, "labels"), (levels_db, "levels_db"), (stereo, "stereo"), (files, "files")):
         if seq is not None and len(seq) != n:
             raise ValueError(f"{what} has {len(seq)} entries for {n} tracks")
     finite = [lv for lv in (levels_db or []) if lv is not None and np.isfinite(lv)]
@@ -360,7 +364,7 @@ def sample_settings(track_names: Sequence[str], rng: np.random.Generator | int |
         gain = _gain(rng, cfg.gain, role, level, ref_level)
         pan = sample_pan(rng, cfg.pan, role)
         w = _lognormal(rng, cfg.width.median, cfg.width.sigma, cfg.width.min, cfg.width.max)
-        tracks.append({"name": str(name), "eq": eq, "compressor": comp, "gain_db": gain, "pan": pan,
+        tracks.append({"name": str(name), "file": str(files[i] if files else name), "eq": eq, "compressor": comp, "gain_db": gain, "pan": pan,
                        "width": _r(w if is_stereo else 1.0, 3), "mute": False})
     out: dict[str, Any] = {"format": "automix.settings", "version": 1}
     if sample_rate is not None:
