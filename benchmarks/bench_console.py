@@ -49,7 +49,7 @@ import soundfile as sf
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CACHE = HERE / "cache"
+CACHE = HERE / "cache" / "console"
 RESULTS = HERE / "results"
 SR = 44100
 SEED = 20240602

@@ -87,11 +87,30 @@ def frequency_response(bands: list[Band], omega: torch.Tensor, sample_rate: floa
     return response
 
 
-def fft_length(n: int) -> int:
-    """FFT size for frequency-sampling filtering of ``n`` samples: the wrap-around only sees
-    the filters' impulse responses beyond ``max(n, 3 s at 44.1 kHz)`` samples, by when even a
-    30 Hz, Q 8 peak has decayed below float64 precision."""
-    return scipy.fft.next_fast_len(n + max(n, 1 << 17), real=True)
+def decay_length(bands: list[Band], sample_rate: float, floor: float = 1e-16) -> int:
+    """Samples until the slowest band's impulse response has decayed below ``floor`` (relative),
+    from its largest pole radius; e.g. about 145 000 for a 30 Hz, Q 8 peak at 44.1 kHz."""
+    r_max = 0.0
+    with torch.no_grad():
+        for band in bands:
+            _, _, _, a1, a2 = (torch.as_tensor(c, dtype=torch.float64) for c in
+                               band_coefficients(band, sample_rate))
+            disc = a1 * a1 - 4 * a2
+            complex_r = torch.sqrt(torch.clamp(a2, min=0.0))
+            real_r = (a1.abs() + torch.sqrt(torch.clamp(disc, min=0.0))) / 2
+            r = torch.where(disc < 0, complex_r, real_r)
+            r_max = max(r_max, float(r.max()))
+    if r_max <= 0.0:
+        return 64
+    if r_max >= 1.0:
+        return 1 << 20
+    return int(min(1 << 20, max(64, math.ceil(math.log(floor) / math.log(r_max)))))
+
+
+def fft_length(n: int, tail: int) -> int:
+    """FFT size for frequency-sampling filtering of ``n`` samples: the circular wrap-around only
+    reaches impulse-response samples beyond ``tail``, where they have decayed below precision."""
+    return scipy.fft.next_fast_len(n + max(n, tail), real=True)
 
 
 def eq_fsm(x: torch.Tensor, bands: list[Band], sample_rate: float) -> torch.Tensor:
@@ -99,7 +118,7 @@ def eq_fsm(x: torch.Tensor, bands: list[Band], sample_rate: float) -> torch.Tens
     if not bands:
         return x
     n = x.shape[-1]
-    n_fft = fft_length(n)
+    n_fft = fft_length(n, decay_length(bands, sample_rate))
     omega = torch.linspace(0, math.pi, n_fft // 2 + 1, dtype=x.dtype, device=x.device)
     h = frequency_response(bands, omega, sample_rate)
     spectrum = torch.fft.rfft(x, n_fft)
