@@ -20,7 +20,8 @@ from .dsp.dynamics import compressor, lookahead_samples, limiter, limiter_peak
 from .errors import AutomixError
 from .match import Spectra, Target, fit_master_tone, fit_mix, predict_master
 from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
-from .render import MasterPre, apply_limiter, open_sources, render_mix, render_settings
+from .render import (MasterPre, apply_limiter, open_sources, render_master, render_mix,
+                     render_settings)
 from .settings import (FORMAT, VERSION, master_from_params, track_from_params, validate)
 
 MIN_REFERENCE_S = 3.0
@@ -298,31 +299,47 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                            "limiter": {}}}
     settings = validate(settings, "automix")
 
+    # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
+    # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
+    # less than 1 dB of sample-peak headroom.
+    estimate = 10 * np.log10(sum(10 ** ((l + float(g)) / 10) for l, g in
+                                 zip(loud, fitted["gain_db"])))
+    _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
     say("rendering the mix")
-    sources = open_sources(settings, stems)
-    try:
-        length = max(s.frames for s in sources)
-        mix_audio = render_mix(sources, settings["tracks"], sr, length)
-    finally:
-        for s in sources:
-            s.close()
-    # set the bus level: MIX_LOUDNESS_LUFS, or lower for 1 dB of sample-peak headroom
-    lufs = analysis.integrated_loudness(mix_audio, sr)
-    offset = min(MIX_LOUDNESS_LUFS - lufs, -1.0 - 20 * np.log10(np.abs(mix_audio).max() + 1e-12))
-    for t in settings["tracks"]:
-        t["gain_db"] = float(np.clip(t["gain_db"] + offset, -120, 48))
-    mix_audio *= 10 ** (offset / 20)
+    mix_audio = _render_mix(settings, stems)
+    peak_db = 20 * np.log10(np.abs(mix_audio).max() + 1e-12)
+    if peak_db > -1.0:
+        _shift_faders(settings, -1.0 - peak_db)
+        mix_audio = _render_mix(settings, stems)
 
     say("mastering")
     mix_features = analysis.analyze(mix_audio, sr)
     settings["master"], goal = master_stage(mix_audio, sr, ref_features, mix_features,
                                             target_lufs, ceiling, amounts, device)
     settings = validate(settings, "automix")
-    say("rendering")
-    mix_final, master_final = render_settings(settings, stems)
-    _analyze_all(settings, ref_features, mix_final, master_final, sr, goal, ceiling,
+    say("rendering the master")
+    # the same call sequence as render_settings(), so `automix render` reproduces it exactly
+    with torch.inference_mode():
+        master_final = render_master(mix_audio, settings["master"], sr)
+    _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
-    return Result(settings, master_final, mix_final, sr, notes)
+    settings["analysis"]["mix"] = mix_features
+    return Result(settings, master_final, mix_audio, sr, notes)
+
+
+def _shift_faders(settings: dict, offset_db: float) -> None:
+    for t in settings["tracks"]:
+        t["gain_db"] = float(np.clip(t["gain_db"] + offset_db, -120, 48))
+
+
+def _render_mix(settings: dict, stems) -> np.ndarray:
+    sources = open_sources(settings, stems)
+    try:
+        length = max(s.frames for s in sources)
+        return render_mix(sources, settings["tracks"], settings["sample_rate"], length)
+    finally:
+        for s in sources:
+            s.close()
 
 
 def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,

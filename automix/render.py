@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -94,7 +94,6 @@ def render_master(mix: np.ndarray, master: dict, sample_rate: int,
     return apply_limiter(pre, master["limiter"], sample_rate)
 
 
-Source = Callable[[int], np.ndarray]  # read(n) -> (channels, n) float32
 
 
 def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: int,
