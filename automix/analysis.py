@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import sosfilt
 
+from .audio import resample
 from .dsp import truepeak as _truepeak
 from .errors import AutomixError
 
@@ -606,3 +607,44 @@ def dynamics_torch(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     p = k_weight_torch(x, sample_rate).square().sum(1)
     return torch.stack([plr_torch(x, sample_rate, weighted_power=p),
                         loudness_spread_torch(x, sample_rate, weighted_power=p)], -1)
+
+
+# --- distance to a known target mix (DESIGN.md) --------------------------------------------
+
+LOGMEL = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "fmin": 20.0, "floor_db": 80.0}
+
+
+def logmel_db(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Mel power spectrogram in dB, (channels, n_mels, frames)."""
+    import librosa
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    s = librosa.feature.melspectrogram(y=audio, sr=sr, n_fft=LOGMEL["n_fft"],
+                                       hop_length=LOGMEL["hop_length"], n_mels=LOGMEL["n_mels"],
+                                       fmin=LOGMEL["fmin"], fmax=sr / 2, power=2.0)
+    return 10.0 * np.log10(s + 1e-20)
+
+
+def logmel_distance(estimate: np.ndarray, target: np.ndarray, sr: int,
+                    target_sr: int | None = None) -> float:
+    """Mean absolute difference (dB) of the log-mel spectrograms of ``estimate`` and
+    ``target`` (both (channels, samples); mono is compared to both channels), after ONE gain
+    that aligns their levels: the median of the per-cell differences, which is the gain that
+    minimises the mean absolute difference.  Cells more than 80 dB under the target's loudest
+    cell are floored there (in both), so silence does not dominate.  The estimate is resampled
+    to the target's rate and cut or zero-padded to its length."""
+    estimate = np.atleast_2d(np.asarray(estimate, dtype=np.float64))
+    target = np.atleast_2d(np.asarray(target, dtype=np.float64))
+    target_sr = target_sr or sr
+    if sr != target_sr:
+        estimate = resample(estimate, sr, target_sr).astype(np.float64)
+    n = target.shape[1]
+    estimate = np.pad(estimate, ((0, 0), (0, max(0, n - estimate.shape[1]))))[:, :n]
+    if estimate.shape[0] != target.shape[0]:
+        estimate, target = (np.broadcast_to(x, (2, n)) for x in (estimate, target))
+    e, t = logmel_db(estimate, target_sr), logmel_db(target, target_sr)
+    floor = t.max() - LOGMEL["floor_db"]
+    live = t > floor
+    gain = float(np.median((e - t)[live])) if live.any() else 0.0
+    e = np.maximum(e - gain, floor)
+    t = np.maximum(t, floor)
+    return float(np.mean(np.abs(e - t)))

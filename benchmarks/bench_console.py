@@ -8,23 +8,30 @@ Measured in ONE run, so ratios compare numbers taken on the same (noisy) machine
 1. ``render_settings`` of 8 stereo stems x 3 min at 44.1 kHz (24-bit WAVs on disk, every
    processor engaged) against the floor, the plain sum of the same files read with soundfile;
    and ``automix render`` end to end (a subprocess: imports, render, two 24-bit WAVs written).
+   The render runs as users get it (default threads) and, in interleaved rounds, with
+   ``OMP_WAIT_POLICY=PASSIVE`` and with one thread (diagnostics; see ``VARIANTS``).
 2. The training path: ``console`` forward + backward (loss = mean |master|), float32, 2 torch
    threads, a batch of 16 songs x 8 tracks x 5 s, and a smaller batch for scale.
 3. Peak memory and time of a 10-minute, 16-stem song (``render_settings`` and the CLI).
-4. A per-stage profile of the 8 x 3 min render (manual timers around each processor) and the
+4. A per-stage profile of the 8 x 3 min render (manual timers around each processor; one thread,
+   so it shows CPU cost rather than waits) and the
    top functions by own time (cProfile), plus the gain reduction each dynamics stage applied,
    which shows that the compressors and the limiter really were working.
 
-Every measurement runs in a fresh child process; its peak memory is that child's ``ru_maxrss``
-(from ``os.wait4``), so numbers do not leak into each other.  Times are medians of repetitions
-inside the child, after a warm-up render of tiny stems (numba kernels loaded, allocator warm).
+Every measurement runs in a fresh child process, started by a tiny launcher; its peak memory is
+that child's own ``ru_maxrss`` (``os.wait4`` in the launcher: a child of this torch-laden process
+would inherit its high-water mark), so numbers do not leak into each other.  Times are medians
+of repetitions (renders: one child per repetition and variant, in interleaved rounds), each after
+a warm-up render of tiny stems (numba kernels loaded, allocator warm).
 The stems' files are in the page cache for both the render and the plain sum (both read them
 after the warm-up), so neither pays for the disk.
 
 Stems are synthetic but music-like (kick, snare/hats, bass, pad, guitar, lead, piano, shaker:
 harmonic tones and filtered noise on a 120 bpm grid, with note envelopes and song sections that
-come and go), generated once with a fixed seed into ``benchmarks/cache/`` (gitignored).
+come and go), generated once with a fixed seed into ``benchmarks/cache/console/`` (gitignored).
 Results: a markdown table on stdout and JSON in ``benchmarks/results/console.json``.
+``--quick`` sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) so the smoke test stays fast on a
+shared machine; the full run measures the default environment.
 """
 from __future__ import annotations
 
@@ -59,9 +66,19 @@ TARGET_RENDER_S = 6.0
 TARGET_PEAK_MIB = 4096.0
 
 FULL = dict(render_stems=8, render_seconds=180.0, train_batches=[(16, 8, 5.0), (4, 8, 5.0)],
-            long_stems=16, long_seconds=600.0, long_loop_seconds=30.0, reps=3)
+            long_stems=16, long_seconds=600.0, long_loop_seconds=30.0, reps=3, cli_reps=3,
+            variants=3, long_render_child=True)
 QUICK = dict(render_stems=8, render_seconds=8.0, train_batches=[(2, 4, 1.0)],
-             long_stems=4, long_seconds=20.0, long_loop_seconds=5.0, reps=3)
+             long_stems=4, long_seconds=20.0, long_loop_seconds=5.0, reps=1, cli_reps=1,
+             variants=1, long_render_child=False)
+# The render as users get it (torch's default: one thread per core, libgomp threads spinning when
+# idle), then two diagnostic variants, run in interleaved rounds: libgomp threads sleeping instead
+# of spinning, and one thread for torch and numba.  With another busy process on a 2-core
+# machine, spinning threads make each of the render's thousands of small parallel regions (one
+# per torch op on a 64 k-sample block) wait for a descheduled thread.
+VARIANTS = [("default (2 threads)", {}, 2),
+            ("OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+            ("1 thread (torch, numba)", {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}, 1)]
 TRAIN_REP_BUDGET_S = 90.0  # training path: stop repeating once this much time is spent
 
 
@@ -262,7 +279,7 @@ def make_settings(names: list[str], seed: int) -> dict:
     u = lambda *shape: 0.2 + 0.6 * torch.rand(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     r = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     tp = to_physical(u(n, len(TRACK_SPECS)), TRACK_SPECS)
-    tp["comp.threshold_db"] = r(-34.0, -20.0, n)
+    tp["comp.threshold_db"] = r(-30.0, -18.0, n)
     tp["comp.ratio"] = r(2.0, 6.0, n)
     tp["comp.attack_ms"] = torch.exp(r(np.log(1.0), np.log(30.0), n))
     tp["comp.release_ms"] = torch.exp(r(np.log(50.0), np.log(400.0), n))
@@ -271,7 +288,8 @@ def make_settings(names: list[str], seed: int) -> dict:
     mp = to_physical(u(len(MASTER_SPECS)), MASTER_SPECS)
     mp["comp.threshold_db"] = r(-22.0, -16.0, ())
     mp["comp.ratio"] = r(1.5, 3.0, ())
-    mp["gain_db"] = r(5.0, 8.0, ())
+    mp["comp.makeup_db"] = r(0.0, 2.0, ())
+    mp["gain_db"] = r(10.0, 12.0, ())
     mp["limiter.ceiling_dbtp"] = torch.tensor(-1.0, dtype=torch.float64)
     tracks = [Path(f).stem for f in names]
     return validate(settings_from_params(tracks, names, tp, mp, SR))
@@ -285,32 +303,72 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_child(args: list[str], result_path: Path) -> dict:
+def run_child(args: list[str], result_path: Path, env: dict | None = None) -> dict:
     """Run this script as a child; return its JSON result plus its own peak RSS (wait4)."""
     result_path.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args,
            "--result", str(result_path)]
-    return _run_measured(cmd, result_path)
+    return _run_measured(cmd, result_path, env)
 
 
-def _run_measured(cmd, result_path: Path | None = None) -> dict:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out = {"returncode": proc.returncode, "wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024.0}
+def _busy_cpu_s() -> float:
+    """CPU seconds all processes have spent busy since boot (/proc/stat; 0 if unavailable)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+# A child's ru_maxrss starts from its parent's high-water mark (Linux records the parent's memory
+# map at exec), and this process has torch loaded.  So a tiny launcher starts each measured
+# command and reports the command's own rusage: wall time, CPU time and peak RSS.
+_LAUNCHER = """
+import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall_s": wall, "maxrss_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime,
+               "returncode": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
+def _run_measured(cmd, result_path: Path | None = None, env: dict | None = None) -> dict:
+    """Run ``cmd`` (through the launcher); wall time, its own peak RSS, and the CPU other
+    processes used meanwhile (``others_cores``: average cores busy outside this measurement, a
+    noise indicator)."""
+    usage_path = CACHE / "tmp" / "usage.json"
+    usage_path.parent.mkdir(parents=True, exist_ok=True)
+    usage_path.unlink(missing_ok=True)
+    ch = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN))  # noqa: E731
+    busy0, ch0, t0 = _busy_cpu_s(), ch(), time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(usage_path), *map(str, cmd)],
+                          cwd=ROOT, env=None if env is None else {**os.environ, **env})
+    others = (_busy_cpu_s() - busy0) - (ch() - ch0)  # CPU used by everything but us
+    span = time.perf_counter() - t0
+    if not usage_path.is_file():
+        print(f"  !! launcher failed for {' '.join(map(str, cmd[:4]))} ...", file=sys.stderr)
+        return {"returncode": proc.returncode or -1, "wall_s": float("nan"),
+                "peak_rss_mib": float("nan"), "cpu_s": float("nan"), "others_cores": float("nan")}
+    u = json.loads(usage_path.read_text())
+    usage_path.unlink()
+    wall = u["wall_s"]
+    out = {"returncode": u["returncode"], "wall_s": wall, "peak_rss_mib": u["maxrss_kib"] / 1024.0,
+           "cpu_s": u["cpu_s"], "others_cores": max(others, 0.0) / span}
     if result_path is not None and result_path.is_file():
         out.update(json.loads(result_path.read_text()))
-        out["peak_rss_mib"] = usage.ru_maxrss / 1024.0
-    if proc.returncode != 0:
-        print(f"  !! {' '.join(map(str, cmd[:4]))} ... exited with {proc.returncode}", file=sys.stderr)
+    if out["returncode"] != 0:
+        print(f"  !! {' '.join(map(str, cmd[:4]))} ... exited with {out['returncode']}",
+              file=sys.stderr)
     return out
 
 
-def _child_setup():
+def _child_setup(a):
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     return torch
 
 
@@ -338,7 +396,7 @@ def plain_sum(folder: Path, files: list[str], block: int) -> np.ndarray:
 
 def child_render(a) -> dict:
     """Render vs plain sum, interleaved, ``reps`` times."""
-    _child_setup()
+    _child_setup(a)
     from automix.render import BLOCK, render_settings
     from automix.settings import load_settings
     settings = load_settings(a.stems / "settings.json")
@@ -422,7 +480,7 @@ def _stage_patches(timer: StageTimer):
         (render.MasterPre, "process", W("pre-limiter", render.MasterPre.process)),
         (eq.EqState, "process", W("eq (sosfilt)", eq.EqState.process)),
         (render._CompressorState, "process", W("compressor", render._CompressorState.process)),
-        (render, "pan_and_width", W("pan/width", render.pan_and_width)),
+        (render, "pan_and_width", W("pan+width", render.pan_and_width)),
         (render, "apply_width", W("width", render.apply_width)),
         (render, "apply_limiter", W("limiter", render.apply_limiter)),
         (dyn, "amp_to_db", W("level detector", dyn.amp_to_db)),
@@ -436,7 +494,7 @@ def _stage_patches(timer: StageTimer):
 
 def child_profile(a) -> dict:
     """One render with stage timers; one under cProfile that also records gain reduction."""
-    torch = _child_setup()
+    torch = _child_setup(a)
     import automix.dsp.dynamics as dyn
     from automix.render import render_settings
     from automix.settings import load_settings
@@ -520,7 +578,7 @@ def child_profile(a) -> dict:
 
 def child_train(a) -> dict:
     """console forward + backward, float32, on crops of the cached stems."""
-    torch = _child_setup()
+    torch = _child_setup(a)
     from automix.console import console
     from automix.params import MASTER_SPECS, TRACK_SPECS, to_physical
     B, N, T = a.batch, a.tracks, int(round(a.seconds * SR))
@@ -569,7 +627,7 @@ def child_train(a) -> dict:
 
 def child_long(a) -> dict:
     """One render of a long song: time and (via wait4) peak memory."""
-    _child_setup()
+    _child_setup(a)
     from automix.render import render_settings
     from automix.settings import load_settings
     settings = load_settings(a.stems / "settings.json")
@@ -613,7 +671,15 @@ def _machine() -> dict:
         pass
     import numba
     import torch
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+    try:
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "automix"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        git += " (automix/ modified)" if dirty else ""
+    except OSError:
+        git = "?"
+    return {"cpu": model, "automix_commit": git, "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__, "numba": numba.__version__,
             "torch_threads": 2}
 
@@ -630,6 +696,7 @@ def main(argv=None) -> int:
     p.add_argument("--tracks", type=int, help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         a.result.write_text(json.dumps(CHILDREN[a.child](a)))
@@ -640,10 +707,12 @@ def main(argv=None) -> int:
 def run(a) -> int:
     cfg = QUICK if a.quick else FULL
     mode = "quick" if a.quick else "full"
+    if a.quick:
+        # a smoke test: keep it fast and steady on a shared machine (see VARIANTS); the full run
+        # measures the default environment
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     t_start = time.perf_counter()
-    tag = "quick" if a.quick else "full"
-    print(f"console benchmark ({mode}); preparing stems in {CACHE.relative_to(ROOT)}/",
-          file=sys.stderr)
+    print(f"console benchmark ({mode}); stems in {CACHE.relative_to(ROOT)}/", file=sys.stderr)
 
     def stems_dir(name, n, seconds, seed, loop=None):
         folder = CACHE / name
@@ -657,77 +726,118 @@ def run(a) -> int:
 
     warm = stems_dir("warmup_2x2s", 2, 2.0, SEED + 900)
     n8, s8 = cfg["render_stems"], cfg["render_seconds"]
-    song = stems_dir(f"{tag}_{n8}x{s8:g}s", n8, s8, SEED)
+    song = stems_dir(f"{mode}_{n8}x{s8:g}s", n8, s8, SEED)
     nl, sl = cfg["long_stems"], cfg["long_seconds"]
-    long = stems_dir(f"{tag}_{nl}x{sl:g}s_looped", nl, sl, SEED + 100, cfg["long_loop_seconds"])
+    long = stems_dir(f"{mode}_{nl}x{sl:g}s_looped", nl, sl, SEED + 100, cfg["long_loop_seconds"])
     tmp = CACHE / "tmp"
     tmp.mkdir(exist_ok=True)
     res = tmp / "child.json"
     common = ["--warm", str(warm), "--reps", str(cfg["reps"])]
+    children = []
 
-    print(f"[1/5] render {n8} x {s8:g} s vs plain sum ({cfg['reps']} reps)", file=sys.stderr)
-    render = run_child(["render", "--stems", str(song), *common], res)
+    def child(args, env=None):
+        r = run_child(args, res, env)
+        children.append(r)
+        return r
+
+    variants = VARIANTS[:cfg["variants"]]
+    print(f"[1/5] render {n8} x {s8:g} s vs plain sum: {cfg['reps']} round(s) of "
+          f"{', '.join(v[0] for v in variants)}", file=sys.stderr)
+    rounds = {name: [] for name, _, _ in variants}
+    for _ in range(cfg["reps"]):
+        for name, env, threads in variants:
+            rounds[name].append(child(["render", "--stems", str(song), "--warm", str(warm),
+                                       "--reps", "1", "--threads", str(threads)], env))
     print("[2/5] per-stage profile", file=sys.stderr)
-    prof = run_child(["profile", "--stems", str(song), *common], res)
+    # single-threaded, so the split reflects CPU cost, not waits on a busy machine's threads
+    _, prof_env, prof_threads = VARIANTS[2]
+    prof = child(["profile", "--stems", str(song), *common, "--threads", str(prof_threads)], prof_env)
+    prof["env"] = {**prof_env, "torch_threads": prof_threads}
     print("[3/5] automix render (CLI, end to end)", file=sys.stderr)
-    startup = _run_measured([sys.executable, "-c", "import automix.cli, automix.render"])
-    cli = [_cli(song, tmp / "cli-out") for _ in range(cfg["reps"])]
+    startup = {"wall_s": None} if a.quick else \
+        _run_measured([sys.executable, "-c", "import automix.cli, automix.render"])
+    cli = [_cli(song, tmp / "cli-out") for _ in range(cfg["cli_reps"])]
+    children += cli
     print("[4/5] training path", file=sys.stderr)
     train = []
     for B, N, secs in cfg["train_batches"]:
-        r = run_child(["train", "--stems", str(song), "--batch", str(B), "--tracks", str(N),
-                       "--seconds", str(secs), *common], res)
+        r = child(["train", "--stems", str(song), "--batch", str(B), "--tracks", str(N),
+                   "--seconds", str(secs), *common])
         r.update(batch=B, tracks=N, seconds=secs)
         train.append(r)
-    print(f"[5/5] long song {nl} x {sl:g} s: render_settings, then the CLI", file=sys.stderr)
-    longr = run_child(["long", "--stems", str(long), *common], res)
+    print(f"[5/5] long song {nl} x {sl:g} s", file=sys.stderr)
+    longr = child(["long", "--stems", str(long), *common]) if cfg["long_render_child"] else {}
     longcli = _cli(long, tmp / "cli-out-long")
+    children.append(longcli)
     res.unlink(missing_ok=True)
 
-    song_s = s8
-    r_med, f_med = _med(render.get("render_s", [])), _med(render.get("plain_sum_s", []))
-    ratios = [r / f for r, f in zip(render.get("render_s", []), render.get("plain_sum_s", []))]
+    def render_summary(runs):
+        ok = [r for r in runs if r.get("render_s")]
+        if not ok:
+            return {"returncodes": [r["returncode"] for r in runs]}
+        rs = [x for r in ok for x in r["render_s"]]
+        fs = [x for r in ok for x in r["plain_sum_s"]]
+        rm, fm = _med(rs), _med(fs)
+        return {"render_s": rs, "plain_sum_s": fs, "render_median_s": rm,
+                "plain_sum_median_s": fm, "x_realtime": s8 / rm, "ratio_to_plain_sum": rm / fm,
+                "ratio_to_plain_sum_per_rep": [x / y for x, y in zip(rs, fs)],
+                "others_cores": [r["others_cores"] for r in runs],
+                "child_peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
+                "child_baseline_rss_mib": ok[0].get("baseline_rss_mib")}
+
+    summaries = {name: render_summary(runs) for name, runs in rounds.items()}
+    rsum = summaries[variants[0][0]]
+    f_med = rsum.get("plain_sum_median_s", float("nan"))
     cli_med = _med([c["wall_s"] for c in cli])
     results = {
         "benchmark": "console", "mode": mode,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join(["python", "benchmarks/bench_console.py"] + (["--quick"] if a.quick else [])),
+        "command": " ".join([".venv/bin/python", "benchmarks/bench_console.py"]
+                            + (["--quick"] if a.quick else [])),
         "machine": _machine(),
-        "render": {"stems": n8, "seconds": s8, "render_s": render.get("render_s"),
-                   "plain_sum_s": render.get("plain_sum_s"), "render_median_s": r_med,
-                   "plain_sum_median_s": f_med, "x_realtime": song_s / r_med,
-                   "ratio_to_plain_sum": r_med / f_med,
-                   "ratio_to_plain_sum_per_rep": ratios,
-                   "child_peak_rss_mib": render.get("peak_rss_mib"),
-                   "child_baseline_rss_mib": render.get("baseline_rss_mib"),
-                   "target_s": TARGET_RENDER_S if not a.quick else None},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spin, then sleep)"),
+        "render": {"stems": n8, "seconds": s8, **rsum,
+                   "target_s": None if a.quick else TARGET_RENDER_S},
+        "render_variants": [{"name": name, "env": env, "torch_threads": threads, **summaries[name]}
+                            for name, env, threads in variants[1:]],
+        "loadavg_end": os.getloadavg(),
         "cli": {"wall_s": [c["wall_s"] for c in cli], "median_s": cli_med,
-                "x_realtime": song_s / cli_med, "ratio_to_plain_sum": cli_med / f_med,
+                "x_realtime": s8 / cli_med, "ratio_to_plain_sum": cli_med / f_med,
                 "peak_rss_mib": max(c["peak_rss_mib"] for c in cli),
                 "import_startup_s": startup["wall_s"],
                 "returncodes": [c["returncode"] for c in cli]},
         "profile": prof,
         "train": [{"batch": t["batch"], "tracks": t["tracks"], "seconds": t["seconds"],
                    "forward_s": t.get("forward_s"), "backward_s": t.get("backward_s"),
-                   "fwd_bwd_median_s": _med([f + b for f, b in zip(t.get("forward_s", []),
-                                                                   t.get("backward_s", []))]),
+                   "fwd_bwd_median_s": _med([f + b for f, b in zip(t.get("forward_s") or [],
+                                                                   t.get("backward_s") or [])]),
                    "peak_rss_mib": t["peak_rss_mib"], "baseline_rss_mib": t.get("baseline_rss_mib"),
                    "input_mib": t.get("input_mib"), "returncode": t["returncode"]} for t in train],
         "long": {"stems": nl, "seconds": sl, "render_s": longr.get("render_s"),
                  "x_realtime": sl / longr["render_s"] if longr.get("render_s") else None,
-                 "peak_rss_mib": longr["peak_rss_mib"],
+                 "peak_rss_mib": longr.get("peak_rss_mib"),
                  "baseline_rss_mib": longr.get("baseline_rss_mib"),
                  "output_mib": longr.get("output_mib"),
                  "cli_wall_s": longcli["wall_s"], "cli_peak_rss_mib": longcli["peak_rss_mib"],
                  "cli_returncode": longcli["returncode"], "target_peak_mib": TARGET_PEAK_MIB},
         "total_benchmark_s": time.perf_counter() - t_start,
     }
-    failed = [c for c in (render, prof, longr, longcli, *cli, *train) if c["returncode"] != 0]
+    failed = [c for c in children if c.get("returncode") != 0]
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(results, indent=2) + "\n")
     print(report(results))
     print(f"\nJSON: {a.json}  ({results['total_benchmark_s']:.0f} s in all)")
+    if failed:
+        print(f"{len(failed)} measurement(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _span(xs) -> str:
+    return f" ({min(xs):.2f}-{max(xs):.2f})" if xs and len(xs) > 1 else ""
 
 
 def report(r: dict) -> str:
@@ -735,56 +845,78 @@ def report(r: dict) -> str:
     m = r["machine"]
     rd, cli, lg = r["render"], r["cli"], r["long"]
     L = [f"Console benchmark ({r['mode']}), {r['date']}, {m['cpu']} ({m['cores']} cores), "
-         f"torch {m['torch']}, {m['torch_threads']} threads", ""]
+         f"torch {m['torch']}, numba {m['numba']}, OMP_WAIT_POLICY {r['omp_wait_policy']}, "
+         f"automix {m.get('automix_commit', '?')}", ""]
     ok = lambda good: "" if good is None else (" (target met)" if good else " (**target missed**)")  # noqa: E731
-    L += ["| measurement | time | x real time | ratio to plain sum | peak RSS |",
+    mib = lambda v: f"{v:.0f} MiB" if v else ""  # noqa: E731
+    L += ["| measurement | time (median) | x real time | ratio to plain sum | peak RSS (process) |",
           "|---|---|---|---|---|"]
-    target = rd.get("target_s")
-    L.append(f"| plain sum, {rd['stems']} stems x {rd['seconds']:g} s (floor: soundfile read + sum) "
-             f"| {rd['plain_sum_median_s']:.2f} s | {rd['seconds'] / rd['plain_sum_median_s']:.0f}x | 1 | |")
-    L.append(f"| render_settings, {rd['stems']} x {rd['seconds']:g} s, all processors on "
-             f"| {rd['render_median_s']:.2f} s{ok(rd['render_median_s'] < target if target else None)} "
-             f"| {rd['x_realtime']:.0f}x | {rd['ratio_to_plain_sum']:.1f} "
-             f"| {rd['child_peak_rss_mib']:.0f} MiB (process) |")
-    L.append(f"| `automix render` CLI end to end (incl. {cli['import_startup_s']:.1f} s imports, "
-             f"2 x 24-bit WAV written) | {cli['median_s']:.2f} s | {cli['x_realtime']:.0f}x "
-             f"| {cli['ratio_to_plain_sum']:.1f} | {cli['peak_rss_mib']:.0f} MiB |")
-    mem_ok = lg["peak_rss_mib"] < lg["target_peak_mib"] and lg["cli_peak_rss_mib"] < lg["target_peak_mib"]
+    if rd.get("render_s"):
+        target = rd.get("target_s")
+        L.append(f"| plain sum, {rd['stems']} stems x {rd['seconds']:g} s (floor: soundfile read + "
+                 f"sum) | {rd['plain_sum_median_s']:.2f} s "
+                 f"| {rd['seconds'] / rd['plain_sum_median_s']:.0f}x | 1 | |")
+        L.append(f"| render_settings, {rd['stems']} x {rd['seconds']:g} s, all processors on "
+                 f"| {rd['render_median_s']:.2f} s{_span(rd['render_s'])}"
+                 f"{ok(rd['render_median_s'] < target if target else None)} "
+                 f"| {rd['x_realtime']:.1f}x | {rd['ratio_to_plain_sum']:.1f} "
+                 f"| {mib(rd['child_peak_rss_mib'])} |")
+    else:
+        L.append(f"| render_settings | failed (exit {rd.get('returncode')}) | | | |")
+    for v in r.get("render_variants") or []:
+        if v.get("render_s"):
+            L.append(f"| the same, {v['name']} (diagnostic) | {v['render_median_s']:.2f} s"
+                     f"{_span(v['render_s'])} "
+                     f"| {v['x_realtime']:.1f}x | {v['ratio_to_plain_sum']:.1f} "
+                     f"| {mib(v['child_peak_rss_mib'])} |")
+    imports = f", imports ~{cli['import_startup_s']:.1f} s" if cli["import_startup_s"] else ""
+    L.append(f"| `automix render` CLI end to end (process start{imports}, "
+             f"2 x 24-bit WAV written) | {cli['median_s']:.2f} s{_span(cli['wall_s'])} "
+             f"| {cli['x_realtime']:.1f}x "
+             f"| {cli['ratio_to_plain_sum']:.1f} | {mib(cli['peak_rss_mib'])} |")
+    full = r["mode"] == "full"
     if lg.get("render_s"):
-        L.append(f"| render_settings, {lg['stems']} stems x {lg['seconds'] / 60:g} min "
-                 f"| {lg['render_s']:.1f} s | {lg['x_realtime']:.0f}x | "
-                 f"| {lg['peak_rss_mib']:.0f} MiB{ok(mem_ok if r['mode'] == 'full' else None)} |")
-    L.append(f"| `automix render` CLI, {lg['stems']} stems x {lg['seconds'] / 60:g} min "
-             f"| {lg['cli_wall_s']:.1f} s | {lg['seconds'] / lg['cli_wall_s']:.0f}x | "
-             f"| {lg['cli_peak_rss_mib']:.0f} MiB |")
-    L += ["", "Training path (console forward + backward, loss = mean |master|, float32, CPU):", "",
-          "| batch (songs x tracks x s) | forward | backward | fwd+bwd | reps | audio s per s | peak RSS | input tensor |",
-          "|---|---|---|---|---|---|---|---|"]
+        L.append(f"| render_settings, {lg['stems']} stems x {_dur(lg['seconds'])} "
+                 f"| {lg['render_s']:.1f} s | {lg['x_realtime']:.1f}x | "
+                 f"| {mib(lg['peak_rss_mib'])}{ok(lg['peak_rss_mib'] < lg['target_peak_mib'] if full else None)} |")
+    L.append(f"| `automix render` CLI, {lg['stems']} stems x {_dur(lg['seconds'])} "
+             f"| {lg['cli_wall_s']:.1f} s | {lg['seconds'] / lg['cli_wall_s']:.1f}x | "
+             f"| {mib(lg['cli_peak_rss_mib'])}{ok(lg['cli_peak_rss_mib'] < lg['target_peak_mib'] if full else None)} |")
+    if rd.get("others_cores"):
+        oc = rd["others_cores"]
+        L += ["", f"Noise: other processes kept {min(oc):.2f}-{max(oc):.2f} cores busy during the "
+              f"default render measurements ({len(oc)} runs; load average at the end "
+              f"{r['loadavg_end'][0]:.1f})."]
+    L += ["", "Training path (console forward + backward, loss = mean |master|, float32, CPU, "
+          "2 threads):", "",
+          "| batch (songs x tracks x s) | forward | backward | fwd+bwd | reps | song-s per s "
+          "| peak RSS | input tensor |", "|---|---|---|---|---|---|---|---|"]
     for t in r["train"]:
         if not t.get("forward_s"):
-            L.append(f"| {t['batch']} x {t['tracks']} x {t['seconds']:g} | failed (exit {t['returncode']}) "
-                     f"| | | | | {t['peak_rss_mib']:.0f} MiB | |")
+            L.append(f"| {t['batch']} x {t['tracks']} x {t['seconds']:g} | failed (exit "
+                     f"{t['returncode']}) | | | | | {mib(t['peak_rss_mib'])} | |")
             continue
         tot = t["fwd_bwd_median_s"]
         L.append(f"| {t['batch']} x {t['tracks']} x {t['seconds']:g} | {_med(t['forward_s']):.2f} s "
                  f"| {_med(t['backward_s']):.2f} s | {tot:.2f} s | {len(t['forward_s'])} "
-                 f"| {t['batch'] * t['seconds'] / tot:.1f} | {t['peak_rss_mib']:.0f} MiB "
+                 f"| {t['batch'] * t['seconds'] / tot:.2f} | {mib(t['peak_rss_mib'])} "
                  f"| {t['input_mib']:.0f} MiB |")
     pr = r["profile"]
     if pr.get("stages"):
         L += ["", f"Per-stage profile of the {rd['stems']} x {rd['seconds']:g} s render "
-              f"({pr['render_s']:.2f} s with timers; own time = total minus the stages inside):", "",
-              "| stage | calls | total | own | % of render |", "|---|---|---|---|---|"]
-        for s in pr["stages"]:
-            L.append(f"| {s['stage']} | {s['calls']} | {s['total_s']:.3f} s | {s['self_s']:.3f} s "
-                     f"| {100 * s['total_s'] / pr['render_s']:.1f} |")
+              f"({pr['render_s']:.2f} s with timers, 1 thread for torch and numba; "
+              "own = total minus the stages listed under it):",
+              "", "| stage | calls | total | own | % of render |", "|---|---|---|---|---|"]
+        for st in pr["stages"]:
+            L.append(f"| {st['stage']} | {st['calls']} | {st['total_s']:.3f} s | {st['self_s']:.3f} s "
+                     f"| {100 * st['total_s'] / pr['render_s']:.1f} |")
         L += ["", "Top functions by own time (cProfile, "
               f"{pr['cprofile_total_s']:.2f} s under the profiler):", "",
               "| function | calls | own | cumulative |", "|---|---|---|---|"]
         for f in pr["cprofile_top"][:12]:
             L.append(f"| `{f['function']}` | {f['calls']} | {f['tottime_s']:.3f} s | {f['cumtime_s']:.3f} s |")
         L += ["", "Dynamics engaged (gain reduction in dB, mean over samples / max): " + ", ".join(
-            f"{k} {v['mean_db']:.1f} / {v['max_db']:.1f}" for k, v in pr["gain_reduction"].items())
+            f"{k} {g['mean_db']:.1f} / {g['max_db']:.1f}" for k, g in pr["gain_reduction"].items())
             + f"; limiter input peak {pr['limiter_input_peak_dbfs']:+.1f} dBFS, master sample peak "
             f"{pr['master_sample_peak_dbfs']:+.2f} dBFS."]
     return "\n".join(L)

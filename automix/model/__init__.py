@@ -1,0 +1,9 @@
+"""The learned parameter predictor (see :mod:`automix.model.net`)."""
+from .checkpoint import (default_checkpoint, load_checkpoint, load_model, model_from_checkpoint,
+                         save_checkpoint)
+from .features import log_mel
+from .net import AutomixNet, count_parameters
+from .predict import predict_params
+
+__all__ = ["AutomixNet", "count_parameters", "default_checkpoint", "load_checkpoint", "load_model",
+           "log_mel", "model_from_checkpoint", "predict_params", "save_checkpoint"]

@@ -1,0 +1,60 @@
+"""The network's front end: log-mel spectrograms of mid and side, calibrated in dB.
+
+Stems and references are described by two channels, mid = (L+R)/2 and side = (L-R)/2, so the
+network sees stereo information (a mono source has silent side).  The analysis window scales
+with the sample rate (about 46 ms) and the mel bands span 20 Hz-16 kHz at any rate >= 32 kHz,
+so a model trained at 44.1 kHz reads 48 kHz material the same way.  Values are dB of mean power
+per band (a full-scale sine near 0 dB), not normalized per file: the levels are what the
+network needs to set faders.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torchaudio
+
+N_MELS = 64
+F_MIN, F_MAX = 20.0, 16000.0
+FLOOR_DB = -100.0
+
+
+def frame_length(sample_rate: int) -> int:
+    """STFT size: the power of two nearest 46 ms (2048 at 44.1/48 kHz)."""
+    return 2 ** round(math.log2(0.0464 * sample_rate))
+
+
+@functools.lru_cache(maxsize=8)
+def _filters(sample_rate: int, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, F_MIN, min(F_MAX, sample_rate / 2),
+                                               N_MELS, sample_rate, norm="slaney",
+                                               mel_scale="slaney")
+    fb = fb / fb.sum(0, keepdim=True).clamp_min(1e-12)  # each band: mean power of its bins
+    window = torch.hann_window(n_fft)
+    return fb, window
+
+
+def log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``(..., 2, T)`` stereo audio -> ``(..., 2, N_MELS, frames)`` mid/side log-mel in dB."""
+    n_fft = frame_length(sample_rate)
+    fb, window = _filters(int(sample_rate), n_fft)
+    fb, window = fb.to(audio.device), window.to(audio.device)
+    lead = audio.shape[:-2]
+    x = audio.reshape(-1, 2, audio.shape[-1]).float()
+    ms = torch.stack([x.sum(1) / 2, (x[:, 0] - x[:, 1]) / 2], 1).reshape(-1, x.shape[-1])
+    if ms.shape[-1] < n_fft:
+        ms = torch.nn.functional.pad(ms, (0, n_fft - ms.shape[-1]))
+    spec = torch.stft(ms, n_fft, n_fft // 2, window=window, center=False, return_complex=True)
+    # |X|^2 / (sum w^2 * n/2): a full-scale sine reads about 0 dB in its band
+    power = spec.real.square() + spec.imag.square()
+    power = power * (4.0 / window.square().sum() / n_fft)
+    mel = torch.einsum("nft,fm->nmt", power, fb)
+    db = 10 * torch.log10(mel.clamp_min(10 ** (FLOOR_DB / 10)))
+    return db.reshape(*lead, 2, N_MELS, db.shape[-1])
+
+
+def log_mel_long(audio: torch.Tensor, sample_rate: int, max_items: int = 1) -> torch.Tensor:
+    """:func:`log_mel` of ``(N, 2, T)`` a few items at a time (a full song's STFT is large)."""
+    return torch.cat([log_mel(audio[i:i + max_items], sample_rate)
+                      for i in range(0, audio.shape[0], max_items)])
