@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from . import analysis
-from .audio import audio_info, is_audio_file, read_audio, resample
+from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
 from .dsp.dynamics import compressor, lookahead_samples, limiter, limiter_peak
 from .errors import AutomixError
-from .match import Spectra, Target, fit_master_tone, fit_mix, predict_master
+from .match import EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, predict_master
 from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
 from .render import (MasterPre, apply_limiter, open_sources, render_master, render_mix,
                      render_settings)
-from .settings import (FORMAT, VERSION, master_from_params, track_from_params, validate)
+from .settings import (FORMAT, VERSION, compressor_from_params, master_from_params,
+                       track_from_params, validate)
 
 MIN_REFERENCE_S = 3.0
 MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
@@ -197,20 +198,39 @@ def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, 
 
 
 def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
-                 target_lufs: float | None, ceiling: float, amounts: Amounts, device: str = "cpu"):
-    """Master chain settings for ``mix`` (2, T) so the master matches ``reference``."""
+                 target_lufs: float | None, ceiling: float, amounts: Amounts, device: str = "cpu",
+                 predicted: dict | None = None, refine_steps: int = 300):
+    """Master chain settings for ``mix`` (2, T) so the master matches ``reference``.
+
+    ``predicted``: the network's master parameters (physical), the start of the tone fit; with
+    ``refine_steps`` 0 they are used as they are (EQ and width scaled by the amounts, the
+    network's compressor instead of the loudness-range search).  The gain and limiter always
+    come from the loudness search, which measures the rendered result.
+    """
     start = {k: v for k, v in defaults(MASTER_SPECS, (), torch.float64).items()}
+    if predicted is not None:
+        start.update({k: torch.as_tensor(v, dtype=torch.float64) for k, v in predicted.items()
+                      if not k.startswith("limiter.") and k != "gain_db"})
+        for k in EQ_GAIN_KEYS:
+            start[k] = start[k] * amounts.tone
+        start["width"] = 1.0 + (start["width"] - 1.0) * amounts.width
     spectra = Spectra.of(mix, sr)
     target = predict_master(spectra, start, sr).moved(
         Target.of(reference), Target.of(mix_features), amounts.tone, amounts.width)
     mix_lra = mix_features["loudness_range_lu"]
     target_lra = mix_lra + amounts.dynamics * (reference["loudness_range_lu"] - mix_lra)
-    compressor_settings = choose_compressor(mix, sr, target_lra, mix_lra)
+    if predicted is not None and refine_steps == 0:
+        compressor_settings = master_from_params(start)["compressor"] if amounts.dynamics > 0 else {}
+    else:
+        compressor_settings = choose_compressor(mix, sr, target_lra, mix_lra)
     goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
     goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
     aim = target
     for attempt in range(2):
-        fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device)
+        if refine_steps > 0:
+            fitted, _ = fit_master_tone(spectra, aim, start, sr, steps=refine_steps, device=device)
+        else:
+            fitted = start
         master = master_from_params(fitted)
         master["limiter"]["ceiling_dbtp"] = float(ceiling)
         master["compressor"] = compressor_settings
@@ -222,7 +242,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         loud = loudness_stage(pre, master["limiter"], goal, sr)
         gain = master["gain_db"] = loud["gain_db"]
         master["limiter"] = loud["limiter"]
-        if attempt == 1 or amounts.tone == 0:
+        if attempt == 1 or amounts.tone == 0 or refine_steps == 0:
             break
         # The compressor and limiter tilt the spectrum (heavy limiting dulls the top): measure
         # the limited master, and aim the second fit off by what the first one missed.
@@ -243,61 +263,158 @@ def _analyze_all(result_settings, reference, mix, master, sr, goal, ceiling, sou
 
 # --- entry points ------------------------------------------------------------------------------
 
-def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
-        amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
-        progress=None) -> Result:
-    """Mix and master a folder of stems to a reference track.
+def resolve_model(model):
+    """``"default"``: the shipped checkpoint (None when it is not there); None/False: no model;
+    a path: that checkpoint; an :class:`AutomixNet`: itself."""
+    if model is None or model is False:
+        return None
+    from .model import AutomixNet, default_checkpoint, load_model
 
-    ``stems``: a folder (every audio file in it is a stem); ``reference``: an audio file.
-    """
-    amounts = amounts or Amounts()
-    say = progress or (lambda msg: None)
+    if isinstance(model, AutomixNet):
+        return model.eval()
+    if isinstance(model, str) and model == "default":
+        path = default_checkpoint()
+        return load_model(path) if path else None
+    return load_model(model)
+
+
+@dataclass
+class _Stems:
+    """What the stages need to know about the stems (the audio itself is re-read when needed)."""
+    paths: list[Path]
+    names: list[str]
+    files: list[str]
+    loudness: list[float]
+    peaks_db: list[float]
+    stereo: list[bool]
+    silent: list[Path]
+    mels: list | None  # the network's input, when a model is used
+
+
+def _read_stem(path: Path, sr: int) -> np.ndarray:
+    audio, a_sr = read_audio(path)
+    return resample(audio, a_sr, sr)
+
+
+def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool) -> _Stems:
+    from .model.predict import song_mels  # cheap: torch is loaded already
+
+    st = _Stems([], [], [], [], [], [], [], [] if with_mels else None)
+    for path in stem_paths:
+        audio = _read_stem(path, sr)
+        peak = float(np.abs(audio).max())
+        if peak < 1e-5:
+            st.silent.append(path)
+            continue
+        st.paths.append(path)
+        st.names.append(path.stem)
+        st.files.append(path.name)
+        st.stereo.append(audio.shape[0] == 2)
+        st.loudness.append(max(analysis.integrated_loudness(audio, sr), -70.0))
+        st.peaks_db.append(20 * np.log10(peak))
+        if with_mels:
+            st.mels.append(song_mels(pad_to_length(audio, length)[None], sr)[0])
+    return st
+
+
+def _stem_spectra(st: _Stems, sr: int, compressors: list[dict]) -> list[Spectra]:
+    """The fit models the linear stages: each stem is summarised after its (fixed) compressor."""
+    return [Spectra.of(_compress(_read_stem(p, sr), c, sr) if c else _read_stem(p, sr), sr)
+            for p, c in zip(st.paths, compressors)]
+
+
+def _start(st: _Stems, model, ref_mel):
+    """The starting point: the network's prediction, or the heuristic."""
+    if model is None:
+        return heuristic_start(st.names, st.loudness, st.peaks_db, st.stereo), None
+    from .model import predict_from_mels
+
+    tracks, master = predict_from_mels(model, torch.stack(st.mels), st.stereo, ref_mel)
+    return tracks, master
+
+
+def _prepare(stems, reference, model, say):
+    """Inputs checked and analysed: (sample rate, stems survey, reference features, reference
+    log-mel or None, notes)."""
     stem_paths, notes = find_stems(stems)
     infos = [audio_info(p) for p in stem_paths]
     sr, rate_notes = _project_rate(infos)
     notes += rate_notes
+    length = max(int(round(i.frames * sr / i.sample_rate)) for i in infos)
     ref_audio, _, ref_notes = load_reference(reference, sr)
     notes += ref_notes
     say("analysing the reference")
     ref_features = analysis.analyze(ref_audio, sr)
+    ref_mel = None
+    if model is not None:
+        from .model.predict import song_mels
+
+        ref_mel = song_mels(to_stereo(ref_audio)[None], sr)[0]
     del ref_audio
-
     say(f"analysing {len(stem_paths)} stems")
-    names, files, spectra, loud, peaks, stereo = [], [], [], [], [], []
-    silent = []
-    for path in stem_paths:
-        audio, a_sr = read_audio(path)
-        audio = resample(audio, a_sr, sr)
-        peak = float(np.abs(audio).max())
-        if peak < 1e-5:
-            silent.append(path)
-            continue
-        names.append(path.stem)
-        files.append(path.name)
-        stereo.append(audio.shape[0] == 2)
-        loud.append(max(analysis.integrated_loudness(audio, sr), -70.0))
-        peaks.append(20 * np.log10(peak))
-        # the fit models the linear stages; the stem is summarised after its (fixed) compressor
-        comp = heuristic_compressor(peaks[-1])
-        spectra.append(Spectra.of(_compress(audio, comp, sr), sr))
+    st = _survey_stems(stem_paths, sr, length, with_mels=model is not None)
     notes += [f"{p.name} is silent: left out of matching (kept, muted, in the settings)"
-              for p in silent]
-    if not names:
+              for p in st.silent]
+    if not st.names:
         raise AutomixError(f"{stems}: every stem is silent")
+    return sr, st, ref_features, ref_mel, notes
 
-    say("refining the mix")
-    start = heuristic_start(names, loud, peaks, stereo)
-    # the mix always follows the reference; the amounts act on the master stage
-    fitted, _ = fit_mix(spectra, stereo, Target.of(ref_features), start, sr, steps=refine_steps,
-                        device=device)
-    tracks = [track_from_params(n, f, {k: v[i] for k, v in fitted.items()})
-              for i, (n, f) in enumerate(zip(names, files))]
+
+def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
+    tracks = [track_from_params(n, f, {k: v[i] for k, v in track_params.items()})
+              for i, (n, f) in enumerate(zip(st.names, st.files))]
     tracks += [{"name": p.stem, "file": p.name, "eq": [], "compressor": {}, "gain_db": 0.0,
-                "pan": 0.0, "width": 1.0, "mute": True} for p in silent]
-    settings = {"format": FORMAT, "version": VERSION, "sample_rate": sr, "tracks": tracks,
-                "master": {"eq": [], "compressor": {}, "width": 1.0, "gain_db": 0.0,
-                           "limiter": {}}}
-    settings = validate(settings, "automix")
+                "pan": 0.0, "width": 1.0, "mute": True} for p in st.silent]
+    return {"format": FORMAT, "version": VERSION, "sample_rate": sr, "tracks": tracks,
+            "master": {"eq": [], "compressor": {}, "width": 1.0, "gain_db": 0.0, "limiter": {}}}
+
+
+def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0) -> dict:
+    """The network's settings for a folder of stems and a reference file, as plain data
+    (settings.json schema v1, physical units), without refinement or rendering."""
+    net = resolve_model(model)
+    if net is None:
+        raise AutomixError("no model: the shipped checkpoint is missing; pass model=PATH")
+    sr, st, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None)
+    tracks, master = _start(st, net, ref_mel)
+    settings = _settings_for(st, tracks, sr)
+    settings["master"] = master_from_params(master)
+    settings["master"]["limiter"]["ceiling_dbtp"] = float(ceiling)
+    return validate(settings, "automix")
+
+
+def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
+        amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
+        model="default", progress=None) -> Result:
+    """Mix and master a folder of stems to a reference track.
+
+    ``stems``: a folder (every audio file in it is a stem); ``reference``: an audio file;
+    ``model``: ``"default"`` (the shipped network, when present), a checkpoint path, or None for
+    refinement from the heuristic start; ``refine_steps``: gradient steps of each fit (0: the
+    network's settings as they are).
+    """
+    amounts = amounts or Amounts()
+    say = progress or (lambda msg: None)
+    if refine_steps < 0:
+        raise AutomixError(f"--refine-steps {refine_steps}: must be 0 or more")
+    net = resolve_model(model)
+    if net is None and refine_steps == 0:
+        raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
+    sr, st, ref_features, ref_mel, notes = _prepare(stems, reference, net, say)
+    if net is not None:
+        say("predicting settings")
+    start, master_start = _start(st, net, ref_mel)
+    comps = [compressor_from_params({k: v[i] for k, v in start.items()})
+             for i in range(len(st.names))]
+    fitted = start
+    if refine_steps > 0:
+        spectra = _stem_spectra(st, sr, comps)
+        say("refining the mix")
+        # the mix always follows the reference; the amounts act on the master stage
+        fitted, _ = fit_mix(spectra, st.stereo, Target.of(ref_features), start, sr,
+                            steps=refine_steps, device=device)
+    names, files, loud = st.names, st.files, st.loudness
+    settings = validate(_settings_for(st, fitted, sr), "automix")
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
     # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
@@ -315,7 +432,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     say("mastering")
     mix_features = analysis.analyze(mix_audio, sr)
     settings["master"], goal = master_stage(mix_audio, sr, ref_features, mix_features,
-                                            target_lufs, ceiling, amounts, device)
+                                            target_lufs, ceiling, amounts, device,
+                                            predicted=master_start, refine_steps=refine_steps)
     settings = validate(settings, "automix")
     say("rendering the master")
     # the same call sequence as render_settings(), so `automix render` reproduces it exactly

@@ -10,11 +10,16 @@ Every user error is one line on stderr and exit code 2; nothing the user gave is
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from .errors import AutomixError
+
+# torch's OpenMP threads spin while they wait: with another busy process on a 2-core machine
+# that made renders 15x slower (BENCHMARKS.md); passive waiting costs ~nothing when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class Progress:
@@ -121,6 +126,16 @@ def _add_matching_options(p: argparse.ArgumentParser) -> None:
                    help="where the refinement runs (default: auto = cuda if available)")
 
 
+def _steps(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: must be 0 or more")
+    return n
+
+
 def _device(name: str) -> str:
     import torch
     if name == "cuda" and not torch.cuda.is_available():
@@ -157,7 +172,7 @@ def cmd_mix(args) -> int:
     progress = Progress("automix")
     result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
                  amounts=_amounts(args), refine_steps=args.refine_steps,
-                 device=_device(args.device), progress=progress.note)
+                 device=_device(args.device), model=args.model, progress=progress.note)
     _write_result(result, out, args.bit_depth)
     return 0
 
@@ -194,7 +209,14 @@ def build_mix_parser() -> argparse.ArgumentParser:
         epilog="other commands: automix master | render | analyze  (automix COMMAND --help)")
     p.add_argument("--stems", required=True, help="folder of stems (every audio file is a stem)")
     _add_matching_options(p)
-    p.add_argument("--refine-steps", type=int, default=300, help="gradient steps of the mix fit")
+    p.add_argument("--refine-steps", type=_steps, default=300,
+                   help="gradient steps of each refinement fit (default 300; 0: the network's "
+                        "settings as they are)")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model", default="default", metavar="PATH",
+                       help="checkpoint of the parameter predictor (default: the shipped one)")
+    model.add_argument("--no-model", dest="model", action="store_const", const=None,
+                       help="no network: refine from a heuristic start")
     p.set_defaults(func=cmd_mix)
     return p
 

@@ -256,7 +256,7 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
         reg = reg + (p["pan"] - start["pan"]).pow(2).mean()
         reg = reg + (p["width"] - start["width"]).pow(2).mean()
         if fit_eq:
-            reg = reg + sum((p[k] / 6).pow(2).mean() for k in EQ_GAIN_KEYS) * 0.5
+            reg = reg + sum(((p[k] - start[k]) / 6).pow(2).mean() for k in EQ_GAIN_KEYS) * 0.5
         return loss + reg
 
     final = _optimize(raw, closure, steps, lr=0.05)
@@ -299,8 +299,9 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps):
         p = physical()
         h = model.eq_power(p)
         loss = model.loss(h * mid, h * side * p["width"] ** 2, target, side_weight=0.25)
-        reg = sum((p[k] / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
-        return loss + reg + 0.05 * (p["width"] - 1.0) ** 2
+        # pulled toward the start (neutral, or the network's proposal)
+        reg = sum(((p[k] - start[k]) / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
+        return loss + reg + 0.05 * (p["width"] - start["width"]) ** 2
 
     final = _optimize(raw, closure, steps, lr=0.05)
     with torch.no_grad():

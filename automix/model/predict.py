@@ -36,21 +36,26 @@ def song_mels(audio: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tenso
 
 
 @torch.no_grad()
+def predict_from_mels(model: AutomixNet, stem_mels: torch.Tensor, is_stereo, reference_mel: torch.Tensor
+                      ) -> tuple[dict, dict]:
+    """``stem_mels`` (N, 2, M, F), ``is_stereo`` (N,), ``reference_mel`` (2, M, F') ->
+    (track params ``{name: (N,)}``, master params ``{name: ()}``), physical units, float64."""
+    model.eval()
+    mask = torch.ones(1, stem_mels.shape[0], dtype=torch.bool)
+    stereo = torch.as_tensor(list(is_stereo), dtype=torch.bool)[None]
+    track, master = model(stem_mels[None], mask, stereo, reference_mel[None])
+    tp = {k: v[0] for k, v in to_physical(track.double(), TRACK_SPECS).items()}
+    mp = {k: v[0] for k, v in to_physical(master.double(), MASTER_SPECS).items()}
+    return tp, mp
+
+
 def predict_params(model: AutomixNet, stems: list[np.ndarray], reference: np.ndarray,
                    sample_rate: int) -> tuple[dict, dict]:
-    """Stems (each ``(C, T)``) + reference ``(C, T)`` -> (track params ``{name: (N,)}``,
-    master params ``{name: ()}``), physical units, float64."""
-    model.eval()
+    """Stems (each ``(C, T)``, C = 1 or 2) + reference ``(C, T)`` -> :func:`predict_from_mels`."""
     length = max(s.shape[-1] for s in stems)
-    mels = [song_mels(_padded(s, length)[None], sample_rate)[0] for s in stems]
-    stem_mels = torch.stack(mels)[None]
-    ref_mel = song_mels(np.asarray(reference)[None], sample_rate)
-    mask = torch.ones(1, len(stems), dtype=torch.bool)
-    stereo = torch.tensor([[s.shape[0] == 2 and not np.allclose(s[0], s[1]) for s in stems]])
-    track, master = model(stem_mels, mask, stereo, ref_mel)
-    tp = {k: v[0].double() for k, v in to_physical(track.double(), TRACK_SPECS).items()}
-    mp = {k: v[0].double() for k, v in to_physical(master.double(), MASTER_SPECS).items()}
-    return tp, mp
+    mels = torch.stack([song_mels(_padded(s, length)[None], sample_rate)[0] for s in stems])
+    ref = song_mels(np.asarray(reference)[None], sample_rate)[0]
+    return predict_from_mels(model, mels, [s.shape[0] == 2 for s in stems], ref)
 
 
 def _padded(x: np.ndarray, length: int) -> np.ndarray:
