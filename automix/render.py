@@ -3,14 +3,21 @@
 Track strips and the master's EQ, compressor, width and gain run on blocks of ``BLOCK`` samples
 with their filter and envelope state carried from block to block, reading stems from disk as they
 go, so memory grows with the song's length only through the stereo bus.  The limiter needs the
-future (look-ahead, latency compensated), so it runs once on the whole master bus.
+future (look-ahead, latency compensated): it streams through the finished master bus in short
+blocks and writes its output over its input, so the render holds two full-length buffers in all
+(the mix it returns and the master).
 
-The processors are the same functions the training executor uses (:mod:`automix.dsp`); only the
-EQ differs in method (``sosfilt`` here, frequency sampling there) with identical coefficients.
+The processors compute the formulas of the training executor (:mod:`automix.dsp`), as numba
+kernels on float64 numpy blocks instead of torch operations: EQ sections
+(:func:`~automix.dsp.eq.sos_filter_inplace`, ``sosfilt``'s recursion; the training path samples
+the same filters' frequency response), compressor (:func:`~automix.dsp.dynamics.compressor_kernel`),
+fader, width and pan (:func:`~automix.dsp.stereo.pan_width_accumulate`) and the limiter
+(:func:`~automix.dsp.dynamics.limit_in_place`).  Coefficients come from the same torch functions;
+the two executors differ only in float rounding (tests/test_console.py).  There is one code path,
+so ``automix render`` of a written settings file reproduces its master bit for bit.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -18,31 +25,16 @@ import numpy as np
 import torch
 
 from .audio import BlockReader
-from .dsp.dynamics import compressor, db_to_amp, limiter, lookahead_samples
+from .dsp.dynamics import CompressorParams, compressor_kernel, limit_in_place, lookahead_samples
 from .dsp.eq import Band, EqState
-from .dsp.stereo import apply_width, pan_and_width
+from .dsp.stereo import pan_gains, pan_width_accumulate
 from .errors import AutomixError
 
 BLOCK = 1 << 16
-_T = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
 
 
 def _bands(eq: list[dict]) -> list[Band]:
     return [Band(b["type"], b["freq_hz"], b["q"], b.get("gain_db")) for b in eq]
-
-
-class _CompressorState:
-    def __init__(self, comp: dict, sample_rate: int):
-        self.args = [_T(comp[k]) for k in ("threshold_db", "ratio", "attack_ms", "release_ms",
-                                           "knee_db", "makeup_db")] if comp else None
-        self.sample_rate = sample_rate
-        self.state = None
-
-    def process(self, x: torch.Tensor) -> torch.Tensor:
-        if self.args is None:
-            return x
-        y, self.state = compressor(x[None], *self.args, self.sample_rate, state=self.state)
-        return y[0]
 
 
 class TrackStrip:
@@ -50,16 +42,25 @@ class TrackStrip:
 
     def __init__(self, track: dict, sample_rate: int, channels: int):
         self.eq = EqState(_bands(track["eq"]), sample_rate, channels)
-        self.comp = _CompressorState(track["compressor"], sample_rate)
+        self.comp = CompressorParams(track["compressor"], sample_rate).array
+        self.comp_state = np.zeros(1)  # smoothed gain (dB), carried from block to block
         self.gain = 0.0 if track["mute"] else 10 ** (track["gain_db"] / 20)
-        self.pan, self.width = _T(track["pan"]), _T(track["width"])
-        self.is_stereo = torch.tensor([channels == 2])
+        with torch.no_grad():
+            gl, gr = pan_gains(torch.tensor([float(track["pan"])], dtype=torch.float64),
+                               torch.tensor([channels == 2]))
+        self.gl, self.gr = float(gl), float(gr)
+        self.width = float(track["width"])
 
-    def process(self, block: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(self.eq.process(block.astype(np.float64)))
-        x = self.comp.process(x) * self.gain
-        x = x.expand(2, -1)  # a mono source is its one channel on both sides
-        return pan_and_width(x[None], self.pan, self.width, self.is_stereo)[0]
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Add the strip's stereo output for ``block`` (channels, n) to ``out`` (2, n) float64
+        C-contiguous (a new zero array if ``None``); returns ``out``."""
+        x = np.array(block, dtype=np.float64, order="C")  # the strip's own buffer, in place
+        self.eq.process_inplace(x)
+        compressor_kernel(x, self.comp, self.comp_state)
+        if out is None:
+            out = np.zeros((2, x.shape[1]))
+        pan_width_accumulate(x, self.gain, self.width, self.gl, self.gr, out)
+        return out
 
 
 class MasterPre:
@@ -67,47 +68,61 @@ class MasterPre:
 
     def __init__(self, master: dict, sample_rate: int):
         self.eq = EqState(_bands(master["eq"]), sample_rate, 2)
-        self.comp = _CompressorState(master["compressor"], sample_rate)
-        self.width = _T(master["width"])
+        self.comp = CompressorParams(master["compressor"], sample_rate).array
+        self.comp_state = np.zeros(1)
+        self.width = float(master["width"])
         self.gain = 10 ** (master["gain_db"] / 20)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        x = self.comp.process(torch.from_numpy(self.eq.process(block)))
-        return (apply_width(x[None], self.width)[0] * self.gain).numpy()
+        """The chain's output for ``block`` (2, n): a new float64 array."""
+        x = np.array(block, dtype=np.float64, order="C")
+        self.eq.process_inplace(x)
+        compressor_kernel(x, self.comp, self.comp_state)
+        out = np.zeros((2, x.shape[1]))
+        pan_width_accumulate(x, 1.0, self.width, self.gain, self.gain, out)  # width, then gain
+        return out
+
+
+def apply_limiter_inplace(x: np.ndarray, lim: dict, sample_rate: int) -> None:
+    """The limiter of settings ``lim`` on ``x`` (2, T) float64 C-contiguous, written over it."""
+    if lim:
+        limit_in_place(x, lim["ceiling_dbtp"], lim["release_ms"],
+                       lookahead_samples(lim["lookahead_ms"], sample_rate), sample_rate)
 
 
 def apply_limiter(x: np.ndarray, lim: dict, sample_rate: int) -> np.ndarray:
+    """The limiter of settings ``lim`` on ``x`` (2, T): a new float64 array (``x`` unchanged)."""
     if not lim:
         return x
-    y = limiter(torch.from_numpy(x)[None], _T(lim["ceiling_dbtp"]), _T(lim["release_ms"]),
-                lookahead_samples(lim["lookahead_ms"], sample_rate), sample_rate)
-    return y[0].numpy()
+    y = np.array(x, dtype=np.float64, order="C")
+    apply_limiter_inplace(y, lim, sample_rate)
+    return y
 
 
 def render_master(mix: np.ndarray, master: dict, sample_rate: int,
                   block: int = BLOCK) -> np.ndarray:
-    """Master chain on a full-length float64 mix (2, T)."""
+    """Master chain on a full-length float64 mix (2, T): a new array (``mix`` unchanged)."""
     chain = MasterPre(master, sample_rate)
-    pre = np.empty_like(mix)
+    out = np.empty(mix.shape)
     for start in range(0, mix.shape[1], block):
-        pre[:, start:start + block] = chain.process(mix[:, start:start + block])
-    return apply_limiter(pre, master["limiter"], sample_rate)
-
-
+        out[:, start:start + block] = chain.process(mix[:, start:start + block])
+    apply_limiter_inplace(out, master["limiter"], sample_rate)
+    return out
 
 
 def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: int,
                length: int, block: int = BLOCK, progress=None) -> np.ndarray:
     """Sum of the track strips, (2, length) float64; sources are read block by block."""
     strips = [TrackStrip(t, sample_rate, s.channels) for t, s in zip(tracks, sources)]
-    mix = np.zeros((2, length))
-    with torch.inference_mode():
-        for start in range(0, length, block):
-            n = min(block, length - start)
-            for strip, src in zip(strips, sources):
-                mix[:, start:start + n] += strip.process(src.read(n)).numpy()
-            if progress:
-                progress(start + n, length)
+    mix = np.empty((2, length))
+    for start in range(0, length, block):
+        n = min(block, length - start)
+        bus = np.zeros((2, n))
+        for strip, src in zip(strips, sources):  # summed in track order
+            strip.process(src.read(n), bus)
+        mix[:, start:start + n] = bus
+        if progress:
+            progress(start + n, length)
     return mix
 
 

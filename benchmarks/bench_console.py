@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_console.py            # full run (several minutes)
     .venv/bin/python benchmarks/bench_console.py --quick    # tiny sizes, < 60 s (CI smoke test)
+    .venv/bin/python benchmarks/bench_console.py --render-only  # render time/memory only (~4 min)
 
 Measured in ONE run, so ratios compare numbers taken on the same (noisy) machine:
 
@@ -71,6 +72,9 @@ FULL = dict(render_stems=8, render_seconds=180.0, train_batches=[(16, 8, 5.0), (
 QUICK = dict(render_stems=8, render_seconds=8.0, train_batches=[(2, 4, 1.0)],
              long_stems=4, long_seconds=20.0, long_loop_seconds=5.0, reps=1, cli_reps=1,
              variants=1, long_render_child=False)
+# --render-only: the render measurements alone (8 x 3 min timing, per-stage profile, 16 x 10 min
+# time and peak memory), without the CLI, the diagnostic thread variants and the training path
+RENDER_ONLY = dict(FULL, train_batches=[], cli_reps=0, variants=1, long_cli=False)
 # The render as users get it (torch's default: one thread per core, libgomp threads spinning when
 # idle), then two diagnostic variants, run in interleaved rounds: libgomp threads sleeping instead
 # of spinning, and one thread for torch and numba.  With another busy process on a 2-core
@@ -466,30 +470,45 @@ def _restore(saved):
 
 
 def _stage_patches(timer: StageTimer):
+    """Timers around each render stage that exists in this version of automix."""
     import automix.audio as audio
     import automix.dsp.dynamics as dyn
     import automix.dsp.eq as eq
     import automix.render as render
-    W = timer.wrap
-    return [
-        (render, "render_mix", W("mix bus", render.render_mix)),
-        (render, "render_master", W("master", render.render_master)),
-        (render, "open_sources", W("open files", render.open_sources)),
-        (audio.BlockReader, "read", W("read+decode", audio.BlockReader.read)),
-        (render.TrackStrip, "process", W("strip", render.TrackStrip.process)),
-        (render.MasterPre, "process", W("pre-limiter", render.MasterPre.process)),
-        (eq.EqState, "process", W("eq (sosfilt)", eq.EqState.process)),
-        (render._CompressorState, "process", W("compressor", render._CompressorState.process)),
-        (render, "pan_and_width", W("pan+width", render.pan_and_width)),
-        (render, "apply_width", W("width", render.apply_width)),
-        (render, "apply_limiter", W("limiter", render.apply_limiter)),
-        (dyn, "amp_to_db", W("level detector", dyn.amp_to_db)),
-        (dyn, "gain_computer", W("gain computer", dyn.gain_computer)),
-        (dyn, "ballistics", W("ballistics (numba)", dyn.ballistics)),
-        (dyn, "peak_envelope", W("true-peak 8x", dyn.peak_envelope)),
-        (dyn, "running_min", W("hold (running min)", dyn.running_min)),
-        (dyn, "moving_average", W("moving average", dyn.moving_average)),
+    owners = {"render": render, "audio": audio, "dyn": dyn, "eq": eq}
+    stages = [
+        ("render", "render_mix", "mix bus"),
+        ("render", "render_master", "master"),
+        ("render", "open_sources", "open files"),
+        ("audio", "BlockReader.read", "read+decode"),
+        ("render", "TrackStrip.process", "strip"),
+        ("render", "MasterPre.process", "pre-limiter"),
+        ("eq", "EqState.process", "eq (sosfilt)"),
+        ("render", "_CompressorState.process", "compressor"),
+        ("render", "pan_and_width", "pan+width"),
+        ("render", "apply_width", "width"),
+        ("render", "apply_limiter", "limiter"),
+        ("render", "apply_limiter_inplace", "limiter"),
+        ("eq", "EqState.process_inplace", "eq (numba)"),
+        ("render", "compressor_kernel", "compressor (numba)"),
+        ("render", "pan_width_accumulate", "gain+width+pan (numba)"),
+        ("dyn", "amp_to_db", "level detector"),
+        ("dyn", "gain_computer", "gain computer"),
+        ("dyn", "ballistics", "ballistics (numba)"),
+        ("dyn", "peak_envelope", "true-peak 8x"),
+        ("dyn", "running_min", "hold (running min)"),
+        ("dyn", "moving_average", "moving average"),
     ]
+    patches = []
+    for owner_name, path, label in stages:
+        owner = owners[owner_name]
+        *outer, attr = path.split(".")
+        for name in outer:
+            owner = getattr(owner, name, None)
+        fn = getattr(owner, attr, None) if owner is not None else None
+        if fn is not None:
+            patches.append((owner, attr, timer.wrap(label, fn)))
+    return patches
 
 
 def child_profile(a) -> dict:
@@ -511,23 +530,31 @@ def child_profile(a) -> dict:
     finally:
         _restore(saved)
 
-    # gain reduction actually applied (shows that the dynamics stages are engaged)
+    # gain reduction actually applied (shows that the dynamics stages are engaged), measured
+    # from each dynamics kernel's input and output: compressors (without makeup) per sample, the
+    # limiter's applied gain per output sample
     gr = defaultdict(lambda: {"min_gain_db": 0.0, "sum_db": 0.0, "n": 0})
     who = []
-    orig_ballistics = dyn.ballistics
 
-    def ballistics_stats(x, ca, cr, init):
-        y = orig_ballistics(x, ca, cr, init)
-        key = who[-1] if who else "?"
-        db = y if key != "limiter" else 20 * torch.log10(torch.clamp(y, min=1e-12))
-        s = gr[key]
-        s["min_gain_db"] = min(s["min_gain_db"], float(db.min()))
-        s["sum_db"] += float(db.sum())
-        s["n"] += db.numel()
-        return y
+    def record(key, before, after, offset_db=0.0):
+        level = np.abs(before).max(0)
+        ok = level > 1e-9
+        db = 20 * np.log10(np.abs(after).max(0)[ok] / level[ok]) - offset_db
+        if db.size:
+            s = gr[key]
+            s["min_gain_db"] = min(s["min_gain_db"], float(db.min()))
+            s["sum_db"] += float(db.sum())
+            s["n"] += db.size
 
     import automix.render as render
     strip_proc, master_proc = render.TrackStrip.process, render.MasterPre.process
+    comp_kernel, limiter_inplace = render.compressor_kernel, render.apply_limiter_inplace
+
+    def comp_stats(x, p, state):
+        before = x.copy()
+        comp_kernel(x, p, state)
+        if p[0]:
+            record(who[-1] if who else "?", before, x, p[4])
 
     def tagged(tag, fn):
         def f(*args, **kw):
@@ -540,16 +567,16 @@ def child_profile(a) -> dict:
 
     pre_peak = []
 
-    limiter_tagged = tagged("limiter", render.apply_limiter)
-
     def lim_stats(x, *args, **kw):
         pre_peak.append(float(np.abs(x).max()))
-        return limiter_tagged(x, *args, **kw)
+        before = x.copy()
+        limiter_inplace(x, *args, **kw)
+        record("limiter", before, x)
 
-    saved = _patch([(dyn, "ballistics", ballistics_stats),
+    saved = _patch([(render, "compressor_kernel", comp_stats),
                     (render.TrackStrip, "process", tagged("track compressors", strip_proc)),
                     (render.MasterPre, "process", tagged("master compressor", master_proc)),
-                    (render, "apply_limiter", lim_stats)])
+                    (render, "apply_limiter_inplace", lim_stats)])
     prof = cProfile.Profile()
     try:
         t0 = time.perf_counter()
@@ -687,6 +714,10 @@ def _machine() -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (< 60 s), for CI")
+    p.add_argument("--render-only", action="store_true",
+                   help="full sizes, render measurements only: 8 x 3 min render (3 reps, default "
+                        "threads), per-stage profile, 16 x 10 min render time and peak memory; "
+                        "no CLI, thread variants or training path (about 4 min)")
     p.add_argument("--json", type=Path, default=RESULTS / "console.json", help="result file")
     p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--stems", type=Path, help=argparse.SUPPRESS)
@@ -705,7 +736,7 @@ def main(argv=None) -> int:
 
 
 def run(a) -> int:
-    cfg = QUICK if a.quick else FULL
+    cfg = QUICK if a.quick else RENDER_ONLY if a.render_only else FULL
     mode = "quick" if a.quick else "full"
     if a.quick:
         # a smoke test: keep it fast and steady on a shared machine (see VARIANTS); the full run
@@ -726,7 +757,7 @@ def run(a) -> int:
 
     warm = stems_dir("warmup_2x2s", 2, 2.0, SEED + 900)
     n8, s8 = cfg["render_stems"], cfg["render_seconds"]
-    song = stems_dir(f"{mode}_{n8}x{s8:g}s", n8, s8, SEED)
+    song = stems_dir(f"{mode}_{n8}x{s8:g}s", n8, s8, SEED)  # render-only shares the full stems
     nl, sl = cfg["long_stems"], cfg["long_seconds"]
     long = stems_dir(f"{mode}_{nl}x{sl:g}s_looped", nl, sl, SEED + 100, cfg["long_loop_seconds"])
     tmp = CACHE / "tmp"
@@ -754,7 +785,7 @@ def run(a) -> int:
     prof = child(["profile", "--stems", str(song), *common, "--threads", str(prof_threads)], prof_env)
     prof["env"] = {**prof_env, "torch_threads": prof_threads}
     print("[3/5] automix render (CLI, end to end)", file=sys.stderr)
-    startup = {"wall_s": None} if a.quick else \
+    startup = {"wall_s": None} if a.quick or not cfg["cli_reps"] else \
         _run_measured([sys.executable, "-c", "import automix.cli, automix.render"])
     cli = [_cli(song, tmp / "cli-out") for _ in range(cfg["cli_reps"])]
     children += cli
@@ -767,8 +798,11 @@ def run(a) -> int:
         train.append(r)
     print(f"[5/5] long song {nl} x {sl:g} s", file=sys.stderr)
     longr = child(["long", "--stems", str(long), *common]) if cfg["long_render_child"] else {}
-    longcli = _cli(long, tmp / "cli-out-long")
-    children.append(longcli)
+    if cfg.get("long_cli", True):
+        longcli = _cli(long, tmp / "cli-out-long")
+        children.append(longcli)
+    else:
+        longcli = {"wall_s": None, "peak_rss_mib": None, "returncode": None}
     res.unlink(missing_ok=True)
 
     def render_summary(runs):
@@ -788,12 +822,13 @@ def run(a) -> int:
     summaries = {name: render_summary(runs) for name, runs in rounds.items()}
     rsum = summaries[variants[0][0]]
     f_med = rsum.get("plain_sum_median_s", float("nan"))
-    cli_med = _med([c["wall_s"] for c in cli])
+    cli_med = _med([c["wall_s"] for c in cli]) if cli else None
     results = {
-        "benchmark": "console", "mode": mode,
+        "benchmark": "console", "mode": mode + (" (render only)" if a.render_only else ""),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "benchmarks/bench_console.py"]
-                            + (["--quick"] if a.quick else [])),
+                            + (["--quick"] if a.quick else [])
+                            + (["--render-only"] if a.render_only else [])),
         "machine": _machine(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spin, then sleep)"),
         "render": {"stems": n8, "seconds": s8, **rsum,
@@ -802,8 +837,9 @@ def run(a) -> int:
                             for name, env, threads in variants[1:]],
         "loadavg_end": os.getloadavg(),
         "cli": {"wall_s": [c["wall_s"] for c in cli], "median_s": cli_med,
-                "x_realtime": s8 / cli_med, "ratio_to_plain_sum": cli_med / f_med,
-                "peak_rss_mib": max(c["peak_rss_mib"] for c in cli),
+                "x_realtime": s8 / cli_med if cli else None,
+                "ratio_to_plain_sum": cli_med / f_med if cli else None,
+                "peak_rss_mib": max(c["peak_rss_mib"] for c in cli) if cli else None,
                 "import_startup_s": startup["wall_s"],
                 "returncodes": [c["returncode"] for c in cli]},
         "profile": prof,
@@ -870,16 +906,18 @@ def report(r: dict) -> str:
                      f"| {v['x_realtime']:.1f}x | {v['ratio_to_plain_sum']:.1f} "
                      f"| {mib(v['child_peak_rss_mib'])} |")
     imports = f", imports ~{cli['import_startup_s']:.1f} s" if cli["import_startup_s"] else ""
-    L.append(f"| `automix render` CLI end to end (process start{imports}, "
+    if cli.get("median_s"):
+        L.append(f"| `automix render` CLI end to end (process start{imports}, "
              f"2 x 24-bit WAV written) | {cli['median_s']:.2f} s{_span(cli['wall_s'])} "
              f"| {cli['x_realtime']:.1f}x "
              f"| {cli['ratio_to_plain_sum']:.1f} | {mib(cli['peak_rss_mib'])} |")
-    full = r["mode"] == "full"
+    full = r["mode"].startswith("full")
     if lg.get("render_s"):
         L.append(f"| render_settings, {lg['stems']} stems x {_dur(lg['seconds'])} "
                  f"| {lg['render_s']:.1f} s | {lg['x_realtime']:.1f}x | "
                  f"| {mib(lg['peak_rss_mib'])}{ok(lg['peak_rss_mib'] < lg['target_peak_mib'] if full else None)} |")
-    L.append(f"| `automix render` CLI, {lg['stems']} stems x {_dur(lg['seconds'])} "
+    if lg.get("cli_wall_s"):
+        L.append(f"| `automix render` CLI, {lg['stems']} stems x {_dur(lg['seconds'])} "
              f"| {lg['cli_wall_s']:.1f} s | {lg['seconds'] / lg['cli_wall_s']:.1f}x | "
              f"| {mib(lg['cli_peak_rss_mib'])}{ok(lg['cli_peak_rss_mib'] < lg['target_peak_mib'] if full else None)} |")
     if rd.get("others_cores"):
@@ -887,7 +925,8 @@ def report(r: dict) -> str:
         L += ["", f"Noise: other processes kept {min(oc):.2f}-{max(oc):.2f} cores busy during the "
               f"default render measurements ({len(oc)} runs; load average at the end "
               f"{r['loadavg_end'][0]:.1f})."]
-    L += ["", "Training path (console forward + backward, loss = mean |master|, float32, CPU, "
+    if r["train"]:
+        L += ["", "Training path (console forward + backward, loss = mean |master|, float32, CPU, "
           "2 threads):", "",
           "| batch (songs x tracks x s) | forward | backward | fwd+bwd | reps | song-s per s "
           "| peak RSS | input tensor |", "|---|---|---|---|---|---|---|---|"]

@@ -19,16 +19,24 @@ good 4x meters with other interpolation filters read up to ~0.07 dB above automi
 a master must pass any of them.
 
 Look-ahead is structural (an integer number of samples), not a differentiable parameter.
+
+The render path computes the same formulas with numba kernels on float64 numpy arrays:
+:func:`compressor_kernel` (level detector, gain computer, ballistics and gain, sample by sample,
+state carried between blocks) and :func:`limit_in_place` (the whole limiter streamed through the
+song in short blocks, writing the output over its input, so that no full-length intermediate is
+ever allocated).  They differ from the torch functions only in float rounding.
 """
 from __future__ import annotations
 
 import math
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .ballistics import ballistics, time_constant_to_coef
-from .truepeak import LIMITER_OVERSAMPLE, peak_envelope
+from .truepeak import _REACH, LIMITER_OVERSAMPLE, abs_max_block, peak_envelope, polyphase_matrix_f32
 
 LEVEL_FLOOR_DB = -120.0
 _LEVEL_FLOOR = 10 ** (LEVEL_FLOOR_DB / 20)
@@ -131,3 +139,177 @@ def limiter(x, ceiling_dbtp, release_ms, lookahead: int, sample_rate, peak=None)
     gain = moving_average(released, L)
     # output[n] = x[n] * gain[n + L - 1]: the gain that was computed L - 1 samples ahead
     return x * gain[:, L - 1:L - 1 + n].unsqueeze(1)
+
+
+# ------------------------------------------------------------------------------------------------
+# render path: numba kernels, same formulas as above, float64
+
+
+class CompressorParams:
+    """Scalar compressor settings for :func:`compressor_kernel`, derived with the torch functions
+    above (float64), so coefficients match the training path's exactly.  ``comp`` may be empty or
+    ``None`` (no compressor: unity gain)."""
+
+    def __init__(self, comp: dict | None, sample_rate: float):
+        t = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
+        if not comp:
+            self.array = np.zeros(8)  # enabled = 0
+            return
+        threshold, ratio, knee, makeup = (float(comp[k]) for k in
+                                          ("threshold_db", "ratio", "knee_db", "makeup_db"))
+        with torch.no_grad():
+            c_att = float(time_constant_to_coef(t(comp["attack_ms"]), sample_rate))
+            c_rel = float(time_constant_to_coef(t(comp["release_ms"]), sample_rate))
+        # Below this linear level the static gain is exactly 0 dB (under the knee) with a wide
+        # margin over log10's rounding, so the kernel skips the logarithm there.  Only where the
+        # level floor cannot interfere.
+        lin_lo = 10 ** ((threshold - max(knee, 0.0) / 2) / 20) * (1 - 1e-9)
+        if not lin_lo > 2 * _LEVEL_FLOOR:
+            lin_lo = 0.0
+        self.array = np.array([1.0, threshold, ratio, knee, makeup, c_att, c_rel, lin_lo])
+
+
+@numba.njit(cache=True, inline="always")
+def compressor_gain(level, state, p):
+    """One sample of :func:`compressor`'s gain path: ``level`` = max over channels of ``|x|``,
+    ``state`` the smoothed gain (dB) of the previous sample, ``p`` :class:`CompressorParams`.
+    Returns the new smoothed gain in dB (without makeup)."""
+    if level < p[7]:
+        target = 0.0
+    else:
+        level_db = 20.0 * math.log10(max(level, _LEVEL_FLOOR))
+        threshold, ratio, knee_db = p[1], p[2], p[3]
+        over = level_db - threshold
+        slope = 1.0 / ratio - 1.0
+        if 2.0 * over <= -knee_db:
+            target = 0.0
+        elif 2.0 * over > knee_db:
+            target = slope * over
+        else:
+            knee = max(knee_db, _KNEE_EPS_DB)
+            d = over + knee / 2.0
+            target = slope * (d * d) / (2.0 * knee)
+    if target < state:
+        return state + p[5] * (target - state)
+    return state + p[6] * (target - state)
+
+
+@numba.njit(cache=True)
+def compressor_kernel(x, p, state):
+    """:func:`compressor` on one block ``x`` (channels, n) float64, in place; ``state`` (1,) the
+    smoothed gain in dB, carried from block to block."""
+    if p[0] == 0.0:
+        return
+    channels, n = x.shape
+    g = state[0]
+    last_db, amp = np.nan, 1.0
+    for i in range(n):
+        level = 0.0
+        for c in range(channels):
+            level = max(level, abs(x[c, i]))
+        g = compressor_gain(level, g, p)
+        if abs(g) < 1e-200:  # released: avoid subnormals (see eq.sos_filter_inplace); the
+            g = 0.0          # gain in dB changes by < 1e-200, its amplitude not at all
+        db = g + p[4]
+        if db != last_db:
+            amp = 10.0 ** (db / 20.0)
+            last_db = db
+        for c in range(channels):
+            x[c, i] = x[c, i] * amp
+    state[0] = g
+
+
+def limiter_params(ceiling_dbtp: float, release_ms: float, sample_rate: float):
+    """``(ceiling (linear, margin applied), release coefficient)`` as :func:`limiter` computes
+    them (float64 torch)."""
+    t = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
+    with torch.no_grad():
+        ceiling = float(db_to_amp(t(ceiling_dbtp) - TRUE_PEAK_MARGIN_DB))
+        c_rel = float(time_constant_to_coef(t(release_ms), sample_rate))
+    return ceiling, c_rel
+
+
+_LIMITER_BLOCK = 4096
+
+
+def limit_in_place(x: np.ndarray, ceiling_dbtp: float, release_ms: float, lookahead: int,
+                   sample_rate: float) -> None:
+    """:func:`limiter` on one song ``x`` (channels, samples), float64 C-contiguous, written over
+    ``x``.  The detector runs in float32 like :func:`oversampled_abs_max`; hold, release and
+    average are the same recursions (the running minimum by a monotonic queue, exact)."""
+    if x.dtype != np.float64 or not x.flags.c_contiguous or x.ndim != 2:
+        raise ValueError("limit_in_place needs a C-contiguous float64 (channels, samples) array")
+    ceiling, c_rel = limiter_params(ceiling_dbtp, release_ms, sample_rate)
+    _limit_kernel(x, polyphase_matrix_f32(LIMITER_OVERSAMPLE), ceiling, c_rel, int(lookahead),
+                  _LIMITER_BLOCK)
+
+
+@numba.njit(cache=True)
+def _limit_kernel(x, H, ceiling, c_rel, L, block):
+    channels, n = x.shape
+    R = _REACH
+    N = n + L - 1  # detector positions: the signal padded with L - 1 zeros (look-ahead)
+    seg = np.zeros((channels, block + 2 * R), np.float32)  # positions [b - R, b + count + R)
+    acc = np.empty(block, np.float32)
+    per_interval = np.empty(block, np.float32)
+    prev_interval = 0.0  # the previous position's per-interval peak (0 before the start)
+    # running minimum over [m - L + 1, m]: a monotonic queue (circular, values increasing)
+    q_val = np.empty(L + 1)
+    q_idx = np.empty(L + 1, np.int64)
+    q_head, q_len = 0, 0
+    released = 1.0
+    ring = np.ones(L)  # the last L released values (1.0 before the start), for the average
+    ring_pos = 0
+    for b in range(0, N, block):
+        count = min(block, N - b)
+        # 1. input segment; samples are read from x before any of them is overwritten (the
+        # output lags the detector by L - 1 samples, the segment leads it by R)
+        start = 0
+        if b > 0:
+            for c in range(channels):
+                for k in range(2 * R):
+                    seg[c, k] = seg[c, block + k]
+            start = 2 * R
+        for c in range(channels):
+            for k in range(start, count + 2 * R):
+                pos = b - R + k
+                seg[c, k] = np.float32(x[c, pos]) if 0 <= pos < n else np.float32(0.0)
+        # 2. 8x oversampled peak per interval, max over channels
+        for k in range(count):
+            per_interval[k] = 0.0
+        for c in range(channels):
+            abs_max_block(seg[c], H, count, acc, per_interval)
+        # 3. sequential part, sample by sample
+        window_sum = 0.0
+        for k in range(L):
+            window_sum += ring[(ring_pos + k) % L]
+        for k in range(count):
+            m = b + k
+            pk = float(per_interval[k])
+            peak = max(pk, prev_interval)  # the envelope also covers the interval before
+            prev_interval = pk
+            required = min(ceiling / max(peak, _LEVEL_FLOOR), 1.0)
+            # hold: minimum of required over the look-ahead window
+            while q_len > 0 and q_val[(q_head + q_len - 1) % (L + 1)] >= required:
+                q_len -= 1
+            q_val[(q_head + q_len) % (L + 1)] = required
+            q_idx[(q_head + q_len) % (L + 1)] = m
+            q_len += 1
+            if q_idx[q_head] <= m - L:
+                q_head = (q_head + 1) % (L + 1)
+                q_len -= 1
+            held = q_val[q_head]
+            # release ballistics, instant attack (c_attack = 1)
+            if held < released:
+                released = released + 1.0 * (held - released)
+            else:
+                released = released + c_rel * (held - released)
+            # moving average over the same window
+            window_sum += released - ring[ring_pos]
+            ring[ring_pos] = released
+            ring_pos = (ring_pos + 1) % L
+            gain = window_sum / L
+            j = m - (L - 1)  # output[j] = x[j] * gain[j + L - 1]
+            if j >= 0:
+                for c in range(channels):
+                    x[c, j] = x[c, j] * gain

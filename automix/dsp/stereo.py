@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import torch
 
 
@@ -35,3 +36,26 @@ def pan_and_width(x, pan, width, is_stereo):
     x = apply_width(x, width)
     gl, gr = pan_gains(pan, is_stereo)
     return torch.stack((x[..., 0, :] * gl.unsqueeze(-1), x[..., 1, :] * gr.unsqueeze(-1)), dim=-2)
+
+
+@numba.njit(cache=True)
+def pan_width_accumulate(x, pre_gain, width, gl, gr, out):
+    """Render path, one block: ``out += pan(width(x * pre_gain))`` with pan gains ``gl, gr``
+    (from :func:`pan_gains`), ``x`` (1 or 2, n) float64, ``out`` (2, n) float64.  The operations
+    of :func:`pan_and_width` on a fader-scaled block, in the same order; a mono block is its one
+    channel on both sides (width leaves it unchanged).  The master uses it with ``pre_gain`` 1 and
+    its gain as ``gl = gr``, which is :func:`apply_width` followed by the gain."""
+    channels, n = x.shape
+    if channels == 1:
+        for i in range(n):
+            y = x[0, i] * pre_gain
+            out[0, i] += y * gl
+            out[1, i] += y * gr
+    else:
+        for i in range(n):
+            a = x[0, i] * pre_gain
+            b = x[1, i] * pre_gain
+            mid = (a + b) / 2
+            side = (a - b) / 2 * width
+            out[0, i] += (mid + side) * gl
+            out[1, i] += (mid - side) * gr

@@ -7,12 +7,15 @@ Meters (analysis) use the standard 4x; the limiter detects at 8x, because a 4x g
 0.7 dB of a peak near Nyquist and a master must pass any good 4x meter.
 
 Each phase is a 49-tap FIR; all phases are evaluated as one matrix product on a sliding window
-(``unfold``), block by block, which is fast on CPU, runs on GPU, and is differentiable.
+(``unfold``), block by block, which is fast on CPU, runs on GPU, and is differentiable.  The render
+path's limiter (:func:`automix.dsp.dynamics.limit_in_place`) streams the same filter through a
+numba kernel, :func:`abs_max_block`, on short float32 segments instead.
 """
 from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,32 @@ def polyphase_matrix(factor: int) -> np.ndarray:
                 matrix[i, p] = h[idx]
         matrix[:, p] /= matrix[:, p].sum()  # unit gain at DC for every phase
     return matrix
+
+
+@functools.lru_cache(maxsize=None)
+def polyphase_matrix_f32(factor: int) -> np.ndarray:
+    """:func:`polyphase_matrix` in float32, phases first ``(factor, taps)``, for the kernels."""
+    return np.ascontiguousarray(polyphase_matrix(factor).T, dtype=np.float32)
+
+
+@numba.njit(cache=True)
+def abs_max_block(seg, H, count, acc, out):
+    """``out[k] = max(out[k], max_p |sum_i H[p, i] * seg[k + i]|)`` for ``k < count``: the
+    oversampled peak over ``[n, n+1)`` of the sample at ``seg[k + REACH]`` (float32, as in
+    :func:`oversampled_abs_max`).  ``seg`` holds ``count + 2 * REACH`` samples; ``acc`` is scratch
+    of at least ``count``.  Tap-outer loops, so the sample loop vectorises."""
+    factor, taps = H.shape
+    for p in range(factor):
+        for k in range(count):
+            acc[k] = 0.0
+        for i in range(taps):
+            h = H[p, i]
+            for k in range(count):
+                acc[k] += h * seg[k + i]
+        for k in range(count):
+            a = abs(acc[k])
+            if a > out[k]:
+                out[k] = a
 
 
 def oversampled_abs_max(x: torch.Tensor, factor: int) -> torch.Tensor:
