@@ -166,10 +166,27 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
+def worker_start_method() -> str | None:
+    """``None`` (fork) unless this process already runs numba's OpenMP layer, which aborts a
+    forked child ("fork() called from a process already using GNU OpenMP"): then spawn.  Before
+    numba starts a layer, this process is pointed at its fork-safe workqueue layer."""
+    import numba
+    from numba.np.ufunc import parallel as numba_parallel
+    if not getattr(numba_parallel, "_is_initialized", False):
+        numba.config.THREADING_LAYER = "workqueue"
+        return None
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        return None
+    return "spawn" if layer == "omp" else None
+
+
 def make_loader(ds, batch_sampler, workers: int, device: torch.device):
     kw = {}
     if workers > 0:
-        kw = {"worker_init_fn": _worker_init, "prefetch_factor": 2}
+        kw = {"worker_init_fn": _worker_init, "prefetch_factor": 2,
+              "multiprocessing_context": worker_start_method()}
     return torch.utils.data.DataLoader(ds, batch_sampler=batch_sampler, num_workers=workers,
                                        collate_fn=collate_pairs, pin_memory=device.type == "cuda",
                                        **kw)
@@ -426,13 +443,15 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
 
     net.train()
     first_step = step
+    stop_after = t.get("stop_after_steps")
+    stop_at = max_steps if stop_after in (None, 0) else min(max_steps, step + int(stop_after))
     losses: list[float] = []
     train_time, examples, t_rate, ex_rate = 0.0, 0, time.perf_counter(), 0
     last_loss = float("nan")
     try:
         it = iter(loader)
         t0 = time.perf_counter()
-        while step < max_steps:
+        while step < stop_at:
             batch = to_device(next(it), device)
             with autocast():
                 track, master = net(batch["stem_mels"], batch["mask"], batch["is_stereo"],
@@ -471,7 +490,7 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
                 row = {"step": step, "kind": "train", "epoch": step * bs * dist.world // len(train_ds),
                        "loss": last_loss, "lr": scheduler.get_last_lr()[0],
                        "grad_norm": float(gnorm), "examples_per_s": rate, "seconds": train_time}
-                row.update({k: float(v) for k, v in terms.items()})
+                row.update({k: float(v.detach()) for k, v in terms.items()})
                 log.row(row)
             if c["_valid"] is not None and val_every > 0 and (step % val_every == 0 or step == max_steps):
                 tv = time.perf_counter()
@@ -504,7 +523,8 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
     summary = {"steps": step - first_step, "final_step": step, "examples": examples,
                "examples_per_s": steady, "seconds": train_time, "losses": losses, "out": str(out),
                "last_loss": last_loss, "model": model}
-    log.progress(step, max_steps, last_loss, steady, 0.0, final=True)
+    if step - first_step > 0:
+        log.progress(step, max_steps, last_loss, steady, 0.0, final=True)
     log.message(f"done: {step - first_step} steps, {examples} examples in {train_time:.1f} s, "
                 f"{steady:.2f} examples/s (steady state); checkpoints in {ckpt_dir}")
     log.close()
