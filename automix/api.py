@@ -18,7 +18,8 @@ from . import analysis
 from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
 from .dsp.dynamics import compressor, lookahead_samples, limiter, limiter_peak
 from .errors import AutomixError
-from .match import EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, predict_master
+from .match import (EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, graphic_eq_settings,
+                    predict_master)
 from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
 from .render import (MasterPre, apply_limiter, open_sources, render_master, render_mix,
                      render_settings)
@@ -79,6 +80,9 @@ def load_reference(path, sample_rate: int | None = None) -> tuple[np.ndarray, in
                            f"it needs at least {MIN_REFERENCE_S:.0f} s")
     if audio.shape[0] == 1:
         notes.append(f"the reference {Path(path).name} is mono: width and side tone are not matched")
+    elif np.array_equal(audio[0], audio[1]):
+        notes.append(f"the reference {Path(path).name} is mono in two channels (left = right): "
+                     "width and side tone are not matched")
     if sample_rate and sr != sample_rate:
         audio = resample(audio, sr, sample_rate)
         sr = sample_rate
@@ -232,6 +236,8 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         else:
             fitted = start
         master = master_from_params(fitted)
+        if "graphic" in fitted:
+            master["eq"] += graphic_eq_settings(fitted["graphic"], sr)
         master["limiter"]["ceiling_dbtp"] = float(ceiling)
         master["compressor"] = compressor_settings
         master["gain_db"] = 0.0

@@ -25,7 +25,7 @@ import torch
 
 from . import analysis
 from .console import layout_bands
-from .dsp.eq import frequency_response
+from .dsp.eq import Band, frequency_response
 from .dsp.stereo import pan_gains
 from .params import MASTER_SPECS, TRACK_SPECS, spec_index
 
@@ -34,6 +34,14 @@ FADER_RANGE_DB = 12.0
 EQ_GAIN_KEYS = ("eq1_lowshelf.gain_db", "eq2_peak.gain_db", "eq3_peak.gain_db",
                 "eq4_peak.gain_db", "eq5_highshelf.gain_db")
 _EPS = 1e-20
+
+# The master's "match EQ": half-octave peaking bands from 40 Hz, fitted after (and on top of) the
+# parametric layout so the master can follow the reference's tonal curve in detail, as
+# Matchering's FIR does, but bounded (+-6 dB each, smooth across bands) and written into
+# settings.json as ordinary peak bands.
+GRAPHIC_CENTRES_HZ = tuple(40.0 * 2 ** (k / 2) for k in range(18))   # 40 Hz .. 14.5 kHz
+GRAPHIC_Q = 2.0
+GRAPHIC_MAX_DB = 6.0
 
 
 @dataclass
@@ -132,6 +140,8 @@ class _Model:
 
     def eq_power(self, params: dict) -> torch.Tensor:
         bands = layout_bands(params, expand=lambda t: t)
+        if "graphic" in params:
+            bands += graphic_bands(params["graphic"], self.sr)
         return frequency_response(bands, self.omega, self.sr).abs() ** 2
 
     def features(self, p_mid, p_side):
@@ -159,6 +169,19 @@ class _Model:
         if target.width_db is not None:
             loss = loss + width_weight * _huber(width - target.width_db)
         return loss
+
+
+def graphic_bands(gains_db: torch.Tensor, sample_rate: int) -> list[Band]:
+    """The match EQ's bands (those under 0.45 x the sample rate) with ``gains_db`` (G,)."""
+    return [Band("peak", torch.tensor(f, dtype=torch.float64), torch.tensor(GRAPHIC_Q, dtype=torch.float64),
+                 gains_db[i]) for i, f in enumerate(GRAPHIC_CENTRES_HZ) if f < 0.45 * sample_rate]
+
+
+def graphic_eq_settings(gains_db, sample_rate: int, min_db: float = 0.05) -> list[dict]:
+    """settings.json peak bands of a fitted match EQ (bands under ``min_db`` left out)."""
+    return [{"type": "peak", "freq_hz": float(f), "gain_db": round(float(g), 3), "q": GRAPHIC_Q}
+            for f, g in zip(GRAPHIC_CENTRES_HZ, gains_db)
+            if f < 0.45 * sample_rate and abs(float(g)) >= min_db]
 
 
 def _huber(x, delta: float = 1.0):
@@ -276,23 +299,29 @@ def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
 
 
 def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: int,
-                    steps: int = 300, device: str = "cpu") -> tuple[dict, float]:
-    """Fit the master EQ gains and width so the master's tone and width match ``target``."""
+                    steps: int = 300, device: str = "cpu", graphic: bool = True) -> tuple[dict, float]:
+    """Fit the master EQ gains and width so the master's tone and width match ``target``;
+    with ``graphic`` also the match EQ's gains (returned under ``"graphic"``)."""
     with _on(device):
-        return _fit_master_tone(spectra, target, start, sample_rate, steps)
+        return _fit_master_tone(spectra, target, start, sample_rate, steps, graphic)
 
 
-def _fit_master_tone(spectra, target, start, sample_rate, steps):
+def _fit_master_tone(spectra, target, start, sample_rate, steps, graphic=True):
     model = _Model(sample_rate)
     specs = spec_index(MASTER_SPECS)
     mid, side = model.summarise(spectra.mid), model.summarise(spectra.side)
     start = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()}
     names = list(EQ_GAIN_KEYS) + (["width"] if target.width_db is not None else [])
     raw = {k: _unbounded(specs[k], start[k]).clone().requires_grad_() for k in names}
+    if graphic:
+        g0 = start.get("graphic", torch.zeros(len(GRAPHIC_CENTRES_HZ), dtype=torch.float64))
+        raw["graphic"] = torch.atanh((g0 / GRAPHIC_MAX_DB).clamp(-0.999, 0.999)).clone().requires_grad_()
 
     def physical():
         p = dict(start)
-        p.update({k: _bounded(specs[k], v) for k, v in raw.items()})
+        p.update({k: _bounded(specs[k], v) for k, v in raw.items() if k != "graphic"})
+        if graphic:
+            p["graphic"] = GRAPHIC_MAX_DB * torch.tanh(raw["graphic"])
         return p
 
     def closure():
@@ -301,6 +330,9 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps):
         loss = model.loss(h * mid, h * side * p["width"] ** 2, target, side_weight=0.25)
         # pulled toward the start (neutral, or the network's proposal)
         reg = sum(((p[k] - start[k]) / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
+        if graphic:  # small and smooth: a tilt or a bump, not a comb
+            g = p["graphic"] / GRAPHIC_MAX_DB
+            reg = reg + 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
         return loss + reg + 0.05 * (p["width"] - start["width"]) ** 2
 
     final = _optimize(raw, closure, steps, lr=0.05)
