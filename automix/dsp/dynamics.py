@@ -145,6 +145,10 @@ def limiter(x, ceiling_dbtp, release_ms, lookahead: int, sample_rate, peak=None)
 # render path: numba kernels, same formulas as above, float64
 
 
+_DB_PER_NEPER = 20.0 / math.log(10.0)
+_NEPER_PER_DB = math.log(10.0) / 20.0
+
+
 class CompressorParams:
     """Scalar compressor settings for :func:`compressor_kernel`, derived with the torch functions
     above (float64), so coefficients match the training path's exactly.  ``comp`` may be empty or
@@ -153,70 +157,67 @@ class CompressorParams:
     def __init__(self, comp: dict | None, sample_rate: float):
         t = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
         if not comp:
-            self.array = np.zeros(8)  # enabled = 0
+            self.array = np.zeros(7)  # enabled = 0
             return
-        threshold, ratio, knee, makeup = (float(comp[k]) for k in
-                                          ("threshold_db", "ratio", "knee_db", "makeup_db"))
         with torch.no_grad():
             c_att = float(time_constant_to_coef(t(comp["attack_ms"]), sample_rate))
             c_rel = float(time_constant_to_coef(t(comp["release_ms"]), sample_rate))
-        # Below this linear level the static gain is exactly 0 dB (under the knee) with a wide
-        # margin over log10's rounding, so the kernel skips the logarithm there.  Only where the
-        # level floor cannot interfere.
-        lin_lo = 10 ** ((threshold - max(knee, 0.0) / 2) / 20) * (1 - 1e-9)
-        if not lin_lo > 2 * _LEVEL_FLOOR:
-            lin_lo = 0.0
-        self.array = np.array([1.0, threshold, ratio, knee, makeup, c_att, c_rel, lin_lo])
-
-
-@numba.njit(cache=True, inline="always")
-def compressor_gain(level, state, p):
-    """One sample of :func:`compressor`'s gain path: ``level`` = max over channels of ``|x|``,
-    ``state`` the smoothed gain (dB) of the previous sample, ``p`` :class:`CompressorParams`.
-    Returns the new smoothed gain in dB (without makeup)."""
-    if level < p[7]:
-        target = 0.0
-    else:
-        level_db = 20.0 * math.log10(max(level, _LEVEL_FLOOR))
-        threshold, ratio, knee_db = p[1], p[2], p[3]
-        over = level_db - threshold
-        slope = 1.0 / ratio - 1.0
-        if 2.0 * over <= -knee_db:
-            target = 0.0
-        elif 2.0 * over > knee_db:
-            target = slope * over
-        else:
-            knee = max(knee_db, _KNEE_EPS_DB)
-            d = over + knee / 2.0
-            target = slope * (d * d) / (2.0 * knee)
-    if target < state:
-        return state + p[5] * (target - state)
-    return state + p[6] * (target - state)
+        self.array = np.array([1.0, *(float(comp[k]) for k in ("threshold_db", "ratio", "knee_db",
+                                                             "makeup_db")), c_att, c_rel])
 
 
 @numba.njit(cache=True)
-def compressor_kernel(x, p, state):
-    """:func:`compressor` on one block ``x`` (channels, n) float64, in place; ``state`` (1,) the
-    smoothed gain in dB, carried from block to block."""
+def _level(x, out):
+    """``out[i] = max(max_c |x[c, i]|, LEVEL_FLOOR)``: the detector before :func:`amp_to_db`."""
+    channels, n = x.shape
+    for i in range(n):
+        out[i] = _LEVEL_FLOOR
+    for c in range(channels):  # channel-outer, so the sample loop vectorises
+        for i in range(n):
+            a = abs(x[c, i])
+            out[i] = a if a > out[i] else out[i]
+
+
+@numba.njit(cache=True)
+def _gain_path(log_level, p, state):
+    """In place over ``log_level`` (natural log of the level, per sample): :func:`gain_computer`,
+    :func:`ballistics` (state carried in ``state[0]``) and makeup, leaving the gain in nepers
+    (``ln 10 / 20`` times dB), ready for ``exp``."""
+    threshold, slope, knee_db = p[1], 1.0 / p[2] - 1.0, p[3]
+    knee = max(knee_db, _KNEE_EPS_DB)
+    c_att, c_rel, makeup = p[5], p[6], p[4]
+    g = state[0]
+    # written with selects rather than branches: on audio, which side is taken changes
+    # unpredictably from sample to sample
+    for i in range(log_level.shape[0]):
+        over = _DB_PER_NEPER * log_level[i] - threshold  # level in dB (20 log10) - threshold
+        d = over + knee / 2.0
+        target = slope * over if 2.0 * over > knee_db else slope * (d * d) / (2.0 * knee)
+        target = 0.0 if 2.0 * over <= -knee_db else target
+        c = c_att if target < g else c_rel
+        g = g + c * (target - g)
+        log_level[i] = (g + makeup) * _NEPER_PER_DB
+    # Released for a long time, g decays towards 0 and would end in subnormal numbers, which
+    # are slow (see eq.sos_filter_inplace): flushed here, once per block, off the recursion's
+    # critical path.  The gain in dB changes by < 1e-200, its amplitude not at all.
+    state[0] = g if abs(g) >= 1e-200 else 0.0
+
+
+def compressor_kernel(x: np.ndarray, p: np.ndarray, state: np.ndarray) -> None:
+    """:func:`compressor` on one block ``x`` (channels, n) float64 C-contiguous, in place, with
+    ``p`` from :class:`CompressorParams` and ``state`` (1,) the smoothed gain in dB carried from
+    block to block.  The sequential part (gain computer, ballistics) is a numba loop; the
+    logarithm and exponential of every sample are numpy's vectorised ones (a few times faster
+    than scalar calls).  ``20 log10`` and ``10 ** (dB / 20)`` are taken as ``log`` and ``exp``
+    with constant factors: float rounding apart, the same values."""
     if p[0] == 0.0:
         return
-    channels, n = x.shape
-    g = state[0]
-    last_db, amp = np.nan, 1.0
-    for i in range(n):
-        level = 0.0
-        for c in range(channels):
-            level = max(level, abs(x[c, i]))
-        g = compressor_gain(level, g, p)
-        if abs(g) < 1e-200:  # released: avoid subnormals (see eq.sos_filter_inplace); the
-            g = 0.0          # gain in dB changes by < 1e-200, its amplitude not at all
-        db = g + p[4]
-        if db != last_db:
-            amp = 10.0 ** (db / 20.0)
-            last_db = db
-        for c in range(channels):
-            x[c, i] = x[c, i] * amp
-    state[0] = g
+    work = np.empty(x.shape[1])
+    _level(x, work)
+    np.log(work, out=work)
+    _gain_path(work, p, state)
+    np.exp(work, out=work)
+    x *= work
 
 
 def limiter_params(ceiling_dbtp: float, release_ms: float, sample_rate: float):
@@ -253,10 +254,12 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
     acc = np.empty(block, np.float32)
     per_interval = np.empty(block, np.float32)
     prev_interval = 0.0  # the previous position's per-interval peak (0 before the start)
-    # running minimum over [m - L + 1, m]: a monotonic queue (circular, values increasing)
-    q_val = np.empty(L + 1)
-    q_idx = np.empty(L + 1, np.int64)
-    q_head, q_len = 0, 0
+    # running minimum over [m - L + 1, m]: a monotonic queue (circular over Q slots, values
+    # increasing from head to tail); indices wrap by comparison (integer modulo is slow)
+    Q = L + 1
+    q_val = np.empty(Q)
+    q_idx = np.empty(Q, np.int64)
+    q_head, q_tail, q_len = 0, 0, 0  # q_tail: the slot after the last element
     released = 1.0
     ring = np.ones(L)  # the last L released values (1.0 before the start), for the average
     ring_pos = 0
@@ -280,9 +283,9 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
         for c in range(channels):
             abs_max_block(seg[c], H, count, acc, per_interval)
         # 3. sequential part, sample by sample
-        window_sum = 0.0
+        window_sum = 0.0  # re-summed every block, so rounding cannot drift over a song
         for k in range(L):
-            window_sum += ring[(ring_pos + k) % L]
+            window_sum += ring[k]
         for k in range(count):
             m = b + k
             pk = float(per_interval[k])
@@ -290,24 +293,27 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
             prev_interval = pk
             required = min(ceiling / max(peak, _LEVEL_FLOOR), 1.0)
             # hold: minimum of required over the look-ahead window
-            while q_len > 0 and q_val[(q_head + q_len - 1) % (L + 1)] >= required:
+            while q_len > 0:
+                last = q_tail - 1 if q_tail > 0 else Q - 1
+                if q_val[last] < required:
+                    break
+                q_tail = last
                 q_len -= 1
-            q_val[(q_head + q_len) % (L + 1)] = required
-            q_idx[(q_head + q_len) % (L + 1)] = m
+            q_val[q_tail] = required
+            q_idx[q_tail] = m
+            q_tail = q_tail + 1 if q_tail + 1 < Q else 0
             q_len += 1
             if q_idx[q_head] <= m - L:
-                q_head = (q_head + 1) % (L + 1)
+                q_head = q_head + 1 if q_head + 1 < Q else 0
                 q_len -= 1
             held = q_val[q_head]
             # release ballistics, instant attack (c_attack = 1)
-            if held < released:
-                released = released + 1.0 * (held - released)
-            else:
-                released = released + c_rel * (held - released)
+            c = 1.0 if held < released else c_rel
+            released = released + c * (held - released)
             # moving average over the same window
             window_sum += released - ring[ring_pos]
             ring[ring_pos] = released
-            ring_pos = (ring_pos + 1) % L
+            ring_pos = ring_pos + 1 if ring_pos + 1 < L else 0
             gain = window_sum / L
             j = m - (L - 1)  # output[j] = x[j] * gain[j + L - 1]
             if j >= 0:

@@ -158,6 +158,9 @@ def sos_filter_inplace(sos, x, zi):
     input keeps the state far from subnormal: a float32 file's smallest value is 1.4e-45.)"""
     sections = sos.shape[0]
     channels, n = x.shape
+    if channels == 2:
+        _sos_stereo(sos, x, zi)
+        return
     for i in range(n):
         for c in range(channels):
             v = x[c, i]
@@ -176,6 +179,47 @@ def sos_filter_inplace(sos, x, zi):
                     zi[s, c, 1] = z1 if abs(z1) >= _FLUSH else 0.0
                     v = y
             x[c, i] = v
+
+
+@numba.njit(cache=True)
+def _sos_stereo(sos, x, zi):
+    """:func:`sos_filter_inplace` for two channels, both in one loop body (twice the
+    independent work per step for the CPU to overlap), with the same operations per channel."""
+    sections = sos.shape[0]
+    n = x.shape[1]
+    z0 = np.empty((sections, 2))  # [section, channel]: the channels' states side by side
+    z1 = np.empty((sections, 2))
+    for s in range(sections):
+        for c in range(2):
+            z0[s, c] = zi[s, c, 0]
+            z1[s, c] = zi[s, c, 1]
+    for i in range(n):
+        v0 = x[0, i]
+        v1 = x[1, i]
+        flush = v0 == 0.0 or v1 == 0.0
+        for s in range(sections):
+            b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+            y0 = b0 * v0 + z0[s, 0]
+            y1 = b0 * v1 + z0[s, 1]
+            z0[s, 0] = b1 * v0 - a1 * y0 + z1[s, 0]
+            z0[s, 1] = b1 * v1 - a1 * y1 + z1[s, 1]
+            z1[s, 0] = b2 * v0 - a2 * y0
+            z1[s, 1] = b2 * v1 - a2 * y1
+            v0 = y0
+            v1 = y1
+        if flush:  # a silent channel: see sos_filter_inplace
+            for s in range(sections):
+                for c in range(2):
+                    if abs(z0[s, c]) < _FLUSH:
+                        z0[s, c] = 0.0
+                    if abs(z1[s, c]) < _FLUSH:
+                        z1[s, c] = 0.0
+        x[0, i] = v0
+        x[1, i] = v1
+    for s in range(sections):
+        for c in range(2):
+            zi[s, c, 0] = z0[s, c]
+            zi[s, c, 1] = z1[s, c]
 
 
 class EqState:
