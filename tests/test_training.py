@@ -168,20 +168,20 @@ def test_training_lowers_the_loss(data_root):
 
 
 def test_resume_reproduces_the_uninterrupted_run(data_root, tmp_path):
-    full = train(config(data_root, max_steps=6, batch_size=2, val_every=3, val_batches=1), tmp_path / "a")
-    assert len(full["losses"]) == 6 and all(np.isfinite(full["losses"])) and full["examples_per_s"] > 0
+    full = train(config(data_root, max_steps=4, batch_size=2, val_every=2, val_batches=1), tmp_path / "a")
+    assert len(full["losses"]) == 4 and all(np.isfinite(full["losses"])) and full["examples_per_s"] > 0
     log = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,kind") and any(",valid," in row for row in log)
     assert (tmp_path / "a" / "checkpoints" / "best.pt").is_file()
-    first = train(config(data_root, max_steps=6, batch_size=2, stop_after_steps=3,
+    first = train(config(data_root, max_steps=4, batch_size=2, stop_after_steps=2,
                          num_workers=1), tmp_path / "b")
-    assert first["final_step"] == 3
+    assert first["final_step"] == 2
     ckpt = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
-    assert ckpt["step"] == 3 and "optimizer" in ckpt and "scheduler" in ckpt and "rng" in ckpt
+    assert ckpt["step"] == 2 and "optimizer" in ckpt and "scheduler" in ckpt and "rng" in ckpt
     assert isinstance(ckpt["config"], dict)
-    second = train(config(data_root, max_steps=6, batch_size=2, resume="auto"), tmp_path / "b")
-    assert second["final_step"] == 6 and second["steps"] == 3
-    assert np.allclose(full["losses"][3:], second["losses"], rtol=0, atol=1e-7)
+    second = train(config(data_root, max_steps=4, batch_size=2, resume="auto"), tmp_path / "b")
+    assert second["final_step"] == 4 and second["steps"] == 2
+    assert np.allclose(full["losses"][2:], second["losses"], rtol=0, atol=1e-7)
     a, b = full["model"].state_dict(), second["model"].state_dict()
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=0, atol=1e-6), k

@@ -485,7 +485,8 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
                 t_rate, ex_rate = now, 0
                 rate = examples / max(train_time, 1e-9)
             eta = (max_steps - step) * bs * dist.world / max(rate, 1e-9)
-            log.progress(step, max_steps, last_loss, rate, eta)
+            if step < stop_at:
+                log.progress(step, max_steps, last_loss, rate, eta)
             if dist.main and (step % log.every == 0 or step == max_steps):
                 row = {"step": step, "kind": "train", "epoch": step * bs * dist.world // len(train_ds),
                        "loss": last_loss, "lr": scheduler.get_last_lr()[0],
