@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from automix.console import console
+from automix.render import TrackStrip, render_master
+from automix.settings import validate
 from automix.errors import AutomixError
 from automix.model import log_mel
 from automix.params import MASTER_SPECS, TRACK_EQ_LAYOUT, TRACK_SPECS, spec_index, to_normalized
@@ -174,11 +175,15 @@ class PairDataset(Dataset):
         mix_level = _rms_db(stems[real].sum(0))
         settings = sample_settings(names, rng, self.priors, labels=labels, levels_db=levels,
                                    stereo=[bool(stereo[i]) for i in real], mix_level_db=mix_level)
+        for strip in settings["tracks"] + [settings["master"]]:  # low training rates
+            for band in strip["eq"]:
+                band["freq_hz"] = min(band["freq_hz"], 0.45 * sr)
         tp, mp, used = params_from_settings(settings, len(mask), slots=real)
         mask = mask & used
-        batch_tp = {k: v[None] for k, v in tp.items()}
-        batch_mp = {k: v[None] for k, v in mp.items()}
-        _, reference = console(a[None], mask[None], stereo[None], batch_tp, batch_mp, sr)
+        # References and targets need no gradient: the render executor's numba kernels make
+        # them ~20x faster than the training executor (the two agree within -80 dB, tests).
+        settings = validate(dict(settings, sample_rate=sr), "priors")
+        reference = render_arrays(a, stereo, mask, real, settings, sr)[None]
         out = {"stem_mels": log_mel(b, sr), "reference_mel": log_mel(reference[0], sr),
                "mask": mask, "is_stereo": stereo.clone(),
                "track_params": normalized(tp, TRACK_SPECS),
@@ -187,9 +192,21 @@ class PairDataset(Dataset):
             out["stems"] = b.contiguous()
             out["reference"] = reference[0].float()
         if self.render_target:
-            _, target = console(b[None], mask[None], stereo[None], batch_tp, batch_mp, sr)
-            out["target"] = target[0].float()
+            out["target"] = render_arrays(b, stereo, mask, real, settings, sr)
         return out
+
+
+def render_arrays(stems: torch.Tensor, is_stereo: torch.Tensor, mask: torch.Tensor,
+                  slots: Sequence[int], settings: Mapping[str, Any], sample_rate: int) -> torch.Tensor:
+    """The master of ``settings`` (tracks in ``slots`` order) for in-memory stems (N, 2, S),
+    by the render executor; masked tracks are left out.  Returns (2, S) float32."""
+    mix = np.zeros((2, stems.shape[-1]))
+    for slot, track in zip(slots, settings["tracks"]):
+        if mask[slot]:
+            channels = 2 if is_stereo[slot] else 1
+            x = stems[slot, :channels].double().numpy()
+            TrackStrip(track, sample_rate, channels).process(x, mix)
+    return torch.from_numpy(render_master(mix, settings["master"], sample_rate)).float()
 
 
 _TRACK_KEYS = ("stem_mels", "mask", "is_stereo", "track_params", "stems")
