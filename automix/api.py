@@ -229,6 +229,8 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         compressor_settings = choose_compressor(mix, sr, target_lra, mix_lra)
     goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
     goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
+    mix_plr = mix_features["plr_db"]
+    target_plr = mix_plr + amounts.dynamics * (reference["plr_db"] - mix_plr)
     aim = target
     for attempt in range(2):
         if refine_steps > 0:
@@ -238,7 +240,10 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         master = master_from_params(fitted)
         if "graphic" in fitted:
             master["eq"] += graphic_eq_settings(fitted["graphic"], sr)
-        master["limiter"]["ceiling_dbtp"] = float(ceiling)
+        # Dynamics: a reference denser than the ceiling forces (peaks well under it at this
+        # loudness) is matched by limiting to its peak-to-loudness ratio: a lower limiter ceiling.
+        # (at most 6 dB under the ceiling: beyond that the limiter would be heard)
+        master["limiter"]["ceiling_dbtp"] = float(np.clip(goal + target_plr, ceiling - 6.0, ceiling))
         master["compressor"] = compressor_settings
         master["gain_db"] = 0.0
         pre = np.empty_like(mix)

@@ -54,6 +54,21 @@ def test_limiter_output_stays_below_ceiling(rng, ceiling):
         assert meter_dbtp(y) > ceiling - 1.0, name  # and it does not just turn everything down
 
 
+@pytest.mark.parametrize("ceiling", [-1.0, -3.0])
+def test_render_path_limiter_stays_below_ceiling_and_matches_training_path(rng, ceiling):
+    """The render executor's streaming in-place limiter (numba), through the same meter."""
+    from automix.render import apply_limiter
+
+    lim = {"ceiling_dbtp": ceiling, "release_ms": 80.0, "lookahead_ms": 2.0}
+    for name, x in hard_material(rng).items():
+        y = apply_limiter(x, lim, SR)
+        assert meter_dbtp(y) <= ceiling + 0.05, name
+        assert meter_dbtp(y) > ceiling - 1.0, name
+        ref = limiter(torch.tensor(x)[None], T64(ceiling), T64(80.0),
+                      lookahead_samples(2.0, SR), SR)[0].numpy()
+        assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max(), name
+
+
 def test_limiter_leaves_quiet_material_untouched(rng):
     x = rng.standard_normal((2, SR)) * 0.05
     y = limiter(torch.tensor(x)[None], T64(-1.0), T64(80.0), 88, SR)[0].numpy()
