@@ -324,7 +324,7 @@ def true_peak_linear(audio: np.ndarray) -> float:
     """Linear true peak of ``audio`` (channels, samples), all channels, by the shared meter
     :func:`automix.dsp.truepeak.true_peak` (4x oversampling); never below the sample peak."""
     audio = _as_channels(audio)
-    tp = float(_truepeak.true_peak(torch.from_numpy(np.ascontiguousarray(audio))).max())
+    tp = _truepeak.true_peak_array(audio)
     return max(tp, float(np.abs(audio).max()))   # the samples lie on the oversampled grid
 
 

@@ -16,12 +16,12 @@ import torch
 
 from . import analysis
 from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
-from .dsp.dynamics import compressor, lookahead_samples, limiter, limiter_peak
+from .dsp.dynamics import compressor, limit_scaled, limiter_envelope, lookahead_samples
 from .errors import AutomixError
 from .match import (EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, graphic_eq_settings,
                     predict_master)
 from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
-from .render import (MasterPre, apply_limiter, open_sources, render_master, render_mix,
+from .render import (MasterPre, open_sources, render_master, render_mix,
                      render_settings)
 from .settings import (FORMAT, VERSION, compressor_from_params, master_from_params,
                        track_from_params, validate)
@@ -159,33 +159,31 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
 
 
 def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int,
-                   iterations: int = 12) -> tuple[float, float]:
+                   iterations: int = 12, envelope: np.ndarray | None = None) -> tuple[float, float]:
     """Master gain (dB) so that the limited master reads ``target_lufs``: secant search, with
-    the limiter's detector run once (its envelope scales with the gain).  Returns the gain and
-    the loudness it reaches (short of the target when the limiter cannot get there)."""
+    the limiter's detector run once (its envelope scales with the gain; the render path's
+    kernels).  Returns the gain and the loudness it reaches (short of the target when the
+    limiter cannot get there)."""
     L = lookahead_samples(limiter_settings["lookahead_ms"], sr)
-    x = torch.from_numpy(pre)[None]
-    ceiling = torch.tensor([limiter_settings["ceiling_dbtp"]], dtype=torch.float64)
-    release = torch.tensor([limiter_settings["release_ms"]], dtype=torch.float64)
-    with torch.inference_mode():
-        peak = limiter_peak(x, L)
+    if envelope is None:
+        envelope = limiter_envelope(pre, L)
 
-        def loudness(gain_db):
-            g = 10 ** (gain_db / 20)
-            y = limiter(x * g, ceiling, release, L, sr, peak=peak * g)[0].numpy()
-            return analysis.integrated_loudness(y, sr)
+    def loudness(gain_db):
+        y = limit_scaled(pre, envelope, gain_db, limiter_settings["ceiling_dbtp"],
+                         limiter_settings["release_ms"], L, sr)
+        return analysis.integrated_loudness(y, sr)
 
-        g0 = float(np.clip(target_lufs - analysis.integrated_loudness(pre, sr), -24, 36))
-        l0 = loudness(g0)
-        g1 = float(np.clip(g0 + (target_lufs - l0), -24, 36))
-        for _ in range(iterations):
-            if abs(l0 - target_lufs) < 0.02 or g1 == g0:
-                break
-            l1 = loudness(g1)
-            slope = (l1 - l0) / (g1 - g0)
-            slope = min(max(slope, 0.05), 1.5)  # the limiter gives back less than the gain put in
-            g0, l0, g1 = g1, l1, float(np.clip(g1 + (target_lufs - l1) / slope, -24, 36))
-        return g0, l0
+    g0 = float(np.clip(target_lufs - analysis.integrated_loudness(pre, sr), -24, 36))
+    l0 = loudness(g0)
+    g1 = float(np.clip(g0 + (target_lufs - l0), -24, 36))
+    for _ in range(iterations):
+        if abs(l0 - target_lufs) < 0.02 or g1 == g0:
+            break
+        l1 = loudness(g1)
+        slope = (l1 - l0) / (g1 - g0)
+        slope = min(max(slope, 0.05), 1.5)  # the limiter gives back less than the gain put in
+        g0, l0, g1 = g1, l1, float(np.clip(g1 + (target_lufs - l1) / slope, -24, 36))
+    return g0, l0
 
 
 LIMITER_RELEASES_MS = (80.0, 40.0, 20.0, 10.0)  # faster release: louder, at more distortion
@@ -193,12 +191,13 @@ LIMITER_RELEASES_MS = (80.0, 40.0, 20.0, 10.0)  # faster release: louder, at mor
 
 def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int) -> dict:
     """Gain and, where the target is too loud for a gentle limiter, a faster release."""
+    envelope = limiter_envelope(pre, lookahead_samples(limiter_settings["lookahead_ms"], sr))
     for release in LIMITER_RELEASES_MS:
         lim = dict(limiter_settings, release_ms=release)
-        gain, reached = match_loudness(pre, lim, target_lufs, sr)
+        gain, reached = match_loudness(pre, lim, target_lufs, sr, envelope=envelope)
         if reached >= target_lufs - 0.1:
             break
-    return {"gain_db": gain, "limiter": lim, "reached_lufs": reached}
+    return {"gain_db": gain, "limiter": lim, "reached_lufs": reached, "envelope": envelope}
 
 
 def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
@@ -257,7 +256,9 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
             break
         # The compressor and limiter tilt the spectrum (heavy limiting dulls the top): measure
         # the limited master, and aim the second fit off by what the first one missed.
-        limited = apply_limiter(pre * 10 ** (gain / 20), master["limiter"], sr)
+        lim = master["limiter"]
+        limited = limit_scaled(pre, loud["envelope"], gain, lim["ceiling_dbtp"], lim["release_ms"],
+                               lookahead_samples(lim["lookahead_ms"], sr), sr)
         got = Target.of({"tonal_balance": analysis.tonal_balance(limited, sr),
                          "width_db": analysis.stereo_width_db(limited)})
         predicted = predict_master(spectra, fitted, sr)

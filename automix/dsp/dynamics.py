@@ -319,3 +319,90 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
             if j >= 0:
                 for c in range(channels):
                     x[c, j] = x[c, j] * gain
+
+
+# ------------------------------------------------------------------------------------------------
+# loudness search: the limiter's detector once, then the limiter at many gains
+
+
+@numba.njit(cache=True)
+def _envelope_kernel(x, H, L, block):
+    channels, n = x.shape
+    R = (H.shape[1] - 1) // 2
+    N = n + L - 1
+    env = np.empty(N, np.float32)
+    seg = np.zeros(block + 2 * R, np.float32)
+    acc = np.empty(block, np.float32)
+    per_interval = np.empty(block, np.float32)
+    prev = np.float32(0.0)
+    for b in range(0, N, block):
+        count = min(block, N - b)
+        for k in range(count):
+            per_interval[k] = 0.0
+        for c in range(channels):
+            for k in range(count + 2 * R):
+                pos = b - R + k
+                seg[k] = np.float32(x[c, pos]) if 0 <= pos < n else np.float32(0.0)
+            abs_max_block(seg, H, count, acc, per_interval)
+        for k in range(count):
+            env[b + k] = max(per_interval[k], prev)
+            prev = per_interval[k]
+    return env
+
+
+def limiter_envelope(x: np.ndarray, lookahead: int) -> np.ndarray:
+    """The render limiter's detector for ``x`` (channels, samples): (samples + L - 1,) float32.
+    It scales with the input, so a gain search detects once (:func:`limit_scaled`)."""
+    return _envelope_kernel(np.ascontiguousarray(x), polyphase_matrix_f32(LIMITER_OVERSAMPLE),
+                            int(lookahead), _LIMITER_BLOCK)
+
+
+@numba.njit(cache=True)
+def _limit_scaled_kernel(x, env, scale, ceiling, c_rel, L, y):
+    channels, n = x.shape
+    N = env.shape[0]
+    Q = L + 1
+    q_val = np.empty(Q)
+    q_idx = np.empty(Q, np.int64)
+    q_head, q_tail, q_len = 0, 0, 0
+    released = 1.0
+    ring = np.ones(L)
+    ring_pos = 0
+    window_sum = float(L)
+    for m in range(N):
+        required = min(ceiling / max(float(env[m]) * scale, _LEVEL_FLOOR), 1.0)
+        while q_len > 0:
+            last = q_tail - 1 if q_tail > 0 else Q - 1
+            if q_val[last] < required:
+                break
+            q_tail = last
+            q_len -= 1
+        q_val[q_tail] = required
+        q_idx[q_tail] = m
+        q_tail = q_tail + 1 if q_tail + 1 < Q else 0
+        q_len += 1
+        if q_idx[q_head] <= m - L:
+            q_head = q_head + 1 if q_head + 1 < Q else 0
+            q_len -= 1
+        held = q_val[q_head]
+        c = 1.0 if held < released else c_rel
+        released = released + c * (held - released)
+        window_sum += released - ring[ring_pos]
+        ring[ring_pos] = released
+        ring_pos = ring_pos + 1 if ring_pos + 1 < L else 0
+        j = m - (L - 1)
+        if j >= 0:
+            g = scale * window_sum / L
+            for c in range(channels):
+                y[c, j] = x[c, j] * g
+
+
+def limit_scaled(x: np.ndarray, env: np.ndarray, gain_db: float, ceiling_dbtp: float,
+                 release_ms: float, lookahead: int, sample_rate: float) -> np.ndarray:
+    """The limiter on ``x * 10^(gain_db/20)`` from the unscaled detector ``env``
+    (:func:`limiter_envelope`): a new float64 array, ``x`` unchanged."""
+    ceiling, c_rel = limiter_params(ceiling_dbtp, release_ms, sample_rate)
+    y = np.empty(x.shape)
+    _limit_scaled_kernel(np.ascontiguousarray(x, dtype=np.float64), env, 10 ** (gain_db / 20),
+                         ceiling, c_rel, int(lookahead), y)
+    return y

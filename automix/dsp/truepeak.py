@@ -79,6 +79,37 @@ def abs_max_block(seg, H, count, acc, out):
                 out[k] = a
 
 
+@numba.njit(cache=True)
+def _true_peak_rows(x, H, block):
+    """max over rows and samples of :func:`abs_max_block`, streaming (float32, no copies)."""
+    rows, n = x.shape
+    R = (H.shape[1] - 1) // 2
+    seg = np.zeros(block + 2 * R, np.float32)
+    acc = np.empty(block, np.float32)
+    out = np.empty(block, np.float32)
+    best = 0.0
+    for r in range(rows):
+        for b in range(0, n, block):
+            count = min(block, n - b)
+            for k in range(count + 2 * R):
+                pos = b - R + k
+                seg[k] = np.float32(x[r, pos]) if 0 <= pos < n else np.float32(0.0)
+            for k in range(count):
+                out[k] = 0.0
+            abs_max_block(seg, H, count, acc, out)
+            for k in range(count):
+                if out[k] > best:
+                    best = out[k]
+    return best
+
+
+def true_peak_array(audio: np.ndarray, factor: int = METER_OVERSAMPLE) -> float:
+    """:func:`true_peak` of a numpy array (rows, T), max over rows: the same float32 detector,
+    streamed block by block (a full song needs no unfolded copies)."""
+    x = np.ascontiguousarray(np.atleast_2d(audio))
+    return float(_true_peak_rows(x, polyphase_matrix_f32(factor), 8192))
+
+
 def oversampled_abs_max(x: torch.Tensor, factor: int) -> torch.Tensor:
     """``max_p |x(n + p/factor)|`` for each sample ``n`` of rows ``x`` (..., T): the peak of the
     interpolated signal over ``[n, n+1)``.  Samples outside the signal count as zero."""
