@@ -232,8 +232,10 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     target_plr = mix_plr + amounts.dynamics * (reference["plr_db"] - mix_plr)
     aim = target
     for attempt in range(2):
-        if refine_steps > 0:
-            fitted, _ = fit_master_tone(spectra, aim, start, sr, steps=refine_steps, device=device)
+        if refine_steps > 0:  # the second pass continues from the first: fewer steps
+            fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device,
+                                        steps=refine_steps if attempt == 0 else max(refine_steps // 3, 1),
+                                        init=None if attempt == 0 else fitted)
         else:
             fitted = start
         master = master_from_params(fitted)

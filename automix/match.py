@@ -140,9 +140,11 @@ class _Model:
 
     def eq_power(self, params: dict) -> torch.Tensor:
         bands = layout_bands(params, expand=lambda t: t)
-        if "graphic" in params:
-            bands += graphic_bands(params["graphic"], self.sr)
-        return frequency_response(bands, self.omega, self.sr).abs() ** 2
+        power = frequency_response(bands, self.omega, self.sr).abs() ** 2
+        if "graphic" in params:  # all match-EQ bands in one vectorised call: (G, cells)
+            g = graphic_band(params["graphic"], self.sr)
+            power = power * (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
+        return power
 
     def features(self, p_mid, p_side):
         """Normalised band curves (dB) and width (dB) from cell powers."""
@@ -171,10 +173,12 @@ class _Model:
         return loss
 
 
-def graphic_bands(gains_db: torch.Tensor, sample_rate: int) -> list[Band]:
-    """The match EQ's bands (those under 0.45 x the sample rate) with ``gains_db`` (G,)."""
-    return [Band("peak", torch.tensor(f, dtype=torch.float64), torch.tensor(GRAPHIC_Q, dtype=torch.float64),
-                 gains_db[i]) for i, f in enumerate(GRAPHIC_CENTRES_HZ) if f < 0.45 * sample_rate]
+def graphic_band(gains_db: torch.Tensor, sample_rate: int) -> Band:
+    """The match EQ as one vectorised peak band over its (G,) centres under 0.45 x the rate."""
+    freqs = [f for f in GRAPHIC_CENTRES_HZ if f < 0.45 * sample_rate]
+    g = torch.as_tensor(gains_db, dtype=torch.float64)[:len(freqs)]
+    return Band("peak", torch.tensor(freqs, dtype=torch.float64),
+                torch.full((len(freqs),), GRAPHIC_Q, dtype=torch.float64), g)
 
 
 def graphic_eq_settings(gains_db, sample_rate: int, min_db: float = 0.05) -> list[dict]:
@@ -299,22 +303,25 @@ def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
 
 
 def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: int,
-                    steps: int = 300, device: str = "cpu", graphic: bool = True) -> tuple[dict, float]:
+                    steps: int = 300, device: str = "cpu", graphic: bool = True,
+                    init: dict | None = None) -> tuple[dict, float]:
     """Fit the master EQ gains and width so the master's tone and width match ``target``;
-    with ``graphic`` also the match EQ's gains (returned under ``"graphic"``)."""
+    with ``graphic`` also the match EQ's gains (returned under ``"graphic"``).  The fit is
+    regularised toward ``start`` and begins at ``init`` (default: ``start``)."""
     with _on(device):
-        return _fit_master_tone(spectra, target, start, sample_rate, steps, graphic)
+        return _fit_master_tone(spectra, target, start, sample_rate, steps, graphic, init)
 
 
-def _fit_master_tone(spectra, target, start, sample_rate, steps, graphic=True):
+def _fit_master_tone(spectra, target, start, sample_rate, steps, graphic=True, init=None):
     model = _Model(sample_rate)
     specs = spec_index(MASTER_SPECS)
     mid, side = model.summarise(spectra.mid), model.summarise(spectra.side)
     start = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()}
     names = list(EQ_GAIN_KEYS) + (["width"] if target.width_db is not None else [])
-    raw = {k: _unbounded(specs[k], start[k]).clone().requires_grad_() for k in names}
+    first = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in (init or start).items()}
+    raw = {k: _unbounded(specs[k], first[k]).clone().requires_grad_() for k in names}
     if graphic:
-        g0 = start.get("graphic", torch.zeros(len(GRAPHIC_CENTRES_HZ), dtype=torch.float64))
+        g0 = first.get("graphic", torch.zeros(len(GRAPHIC_CENTRES_HZ), dtype=torch.float64))
         raw["graphic"] = torch.atanh((g0 / GRAPHIC_MAX_DB).clamp(-0.999, 0.999)).clone().requires_grad_()
 
     def physical():
