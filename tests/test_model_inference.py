@@ -122,3 +122,18 @@ def test_model_only_and_model_plus_refinement_runs(case, tmp_path):
                zip(only.settings["tracks"], refined.settings["tracks"]))
     for r in (only, refined):
         assert r.settings["analysis"]["master"]["true_peak_dbtp"] <= -1.0 + 1e-6
+
+
+def test_export_keeps_the_model_and_drops_training_state(case, tmp_path):
+    from training.export import export
+
+    root, net = case
+    opt = torch.optim.AdamW(net.parameters())
+    save_checkpoint(tmp_path / "train.pt", net, optimizer=opt.state_dict(), step=7,
+                    config={"seed": 0})
+    info = export(tmp_path / "train.pt", tmp_path / "ship.pt")
+    shipped = load_checkpoint(tmp_path / "ship.pt")
+    assert info["step"] == 7 and "optimizer" not in shipped
+    assert shipped["training"]["config"] == {"seed": 0}
+    for k, v in net.state_dict().items():
+        assert torch.equal(shipped["model"][k], v)
