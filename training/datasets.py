@@ -487,7 +487,8 @@ _DATASET_KEYS = ("sample_rate", "crop_seconds", "max_tracks", "seed", "samples_p
                  "silence_db", "min_active", "max_tries", "shuffle_tracks", "pad_to_max_tracks")
 
 
-def _plain(cfg: Any) -> dict:
+def plain_config(cfg: Any) -> dict:
+    """A Hydra/OmegaConf node (or a mapping) as plain nested dicts."""
     try:
         from omegaconf import DictConfig, OmegaConf
 
@@ -495,12 +496,12 @@ def _plain(cfg: Any) -> dict:
             return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except ImportError:
         pass
-    return dict(cfg)
+    return {k: plain_config(v) if isinstance(v, Mapping) else v for k, v in dict(cfg).items()}
 
 
 def build_dataset(cfg: Mapping[str, Any] | Any, split: str = "train") -> MultitrackDataset:
     """A dataset from a ``configs/data/*.yaml`` node (``layout``, ``root``, crop options)."""
-    c = _plain(cfg)
+    c = plain_config(cfg)
     layout = c.get("layout", "generic")
     root = c.get("root")
     if root in (None, "", "???"):

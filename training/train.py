@@ -31,6 +31,7 @@ from automix.params import MASTER_SPECS, TRACK_SPECS, to_physical
 
 from .losses import (MultiResolutionSTFTLoss, audio_losses, needs_audio, param_loss,
                      total_loss, weights_from)
+from .datasets import plain_config as plain
 from .pairs import PairDataset, StepSampler, collate_pairs, section_crop_seconds
 
 LOG_FIELDS = ("step", "kind", "epoch", "loss", "param", "stft", "loudness", "spectrum", "width",
@@ -41,16 +42,6 @@ _CEILING = [s.name for s in MASTER_SPECS].index("limiter.ceiling_dbtp")
 
 
 # --------------------------------------------------------------------------- config helpers
-
-def plain(cfg: Any) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:
-        pass
-    return {k: plain(v) if isinstance(v, Mapping) else v for k, v in dict(cfg).items()}
-
 
 def _get(c: Mapping, path: str, default=None):
     node: Any = c
