@@ -56,10 +56,12 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+import scipy.fft
 from scipy.signal import sosfilt
 
 from .audio import resample
 from .dsp import truepeak as _truepeak
+from .dsp.eq import sos_filter_inplace
 from .errors import AutomixError
 
 FLOOR_DB = -120.0          # every dB value is >= this (and width <= -FLOOR_DB)
@@ -134,7 +136,13 @@ def k_weighting_response(freqs_hz: np.ndarray, sample_rate: float) -> np.ndarray
 def k_weight(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """K-weighted ``audio`` (float64, same shape), filtered along the last axis."""
     sos = np.array([np.concatenate([b, a]) for b, a in k_weighting_coefficients(sample_rate)])
-    return sosfilt(sos, np.asarray(audio, dtype=np.float64), axis=-1)
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim != 2:
+        return sosfilt(sos, x, axis=-1)
+    # the render path's numba recursion: sosfilt's operations in sosfilt's order, ~4x faster
+    y = np.array(x, order="C")
+    sos_filter_inplace(sos, y, np.zeros((sos.shape[0], y.shape[0], 2)))
+    return y
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +216,13 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
                                                 sample_rate, BLOCK_S))
 
 
+def loudness_of_weighted(weighted: np.ndarray, sample_rate: int) -> float:
+    """:func:`integrated_loudness` of a signal that is already K-weighted (channels, samples)."""
+    weighted = _as_channels(weighted)
+    power = np.einsum("cn,cn->n", weighted, weighted)
+    return _gated_loudness(_window_mean_squares(power, sample_rate, BLOCK_S))
+
+
 def short_term_loudness(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """3 s short-term loudness every 100 ms, in LUFS (floored at FLOOR_DB)."""
     audio = _as_channels(audio)
@@ -277,7 +292,7 @@ def average_power_spectrum(x: np.ndarray, sample_rate: int,
     total = np.zeros(x.shape[:-1] + (nperseg // 2 + 1,))
     step = max(1, (1 << 22) // nperseg)
     for s in range(0, segs.shape[-2], step):
-        spec = np.fft.rfft(segs[..., s:s + step, :] * win, axis=-1)
+        spec = scipy.fft.rfft(segs[..., s:s + step, :] * win, axis=-1, workers=-1)
         total += (spec.real ** 2 + spec.imag ** 2).sum(axis=-2)
     return total / segs.shape[-2] * scale
 

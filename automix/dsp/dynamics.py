@@ -358,9 +358,10 @@ def limiter_envelope(x: np.ndarray, lookahead: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _limit_scaled_kernel(x, env, scale, ceiling, c_rel, L, y):
-    channels, n = x.shape
+def _limiter_gain_kernel(env, scale, ceiling, c_rel, L, n):
+    """The limiter's gain per output sample (n,) for an input scaled by ``scale`` (included)."""
     N = env.shape[0]
+    gain = np.empty(n)
     Q = L + 1
     q_val = np.empty(Q)
     q_idx = np.empty(Q, np.int64)
@@ -392,17 +393,21 @@ def _limit_scaled_kernel(x, env, scale, ceiling, c_rel, L, y):
         ring_pos = ring_pos + 1 if ring_pos + 1 < L else 0
         j = m - (L - 1)
         if j >= 0:
-            g = scale * window_sum / L
-            for c in range(channels):
-                y[c, j] = x[c, j] * g
+            gain[j] = scale * window_sum / L
+    return gain
+
+
+def limiter_gain(env: np.ndarray, n: int, gain_db: float, ceiling_dbtp: float, release_ms: float,
+                 lookahead: int, sample_rate: float) -> np.ndarray:
+    """Per-sample gain (n,) of the limiter on ``x * 10^(gain_db/20)`` (the input gain included),
+    from the unscaled detector ``env`` (:func:`limiter_envelope`)."""
+    ceiling, c_rel = limiter_params(ceiling_dbtp, release_ms, sample_rate)
+    return _limiter_gain_kernel(env, 10 ** (gain_db / 20), ceiling, c_rel, int(lookahead), int(n))
 
 
 def limit_scaled(x: np.ndarray, env: np.ndarray, gain_db: float, ceiling_dbtp: float,
                  release_ms: float, lookahead: int, sample_rate: float) -> np.ndarray:
     """The limiter on ``x * 10^(gain_db/20)`` from the unscaled detector ``env``
     (:func:`limiter_envelope`): a new float64 array, ``x`` unchanged."""
-    ceiling, c_rel = limiter_params(ceiling_dbtp, release_ms, sample_rate)
-    y = np.empty(x.shape)
-    _limit_scaled_kernel(np.ascontiguousarray(x, dtype=np.float64), env, 10 ** (gain_db / 20),
-                         ceiling, c_rel, int(lookahead), y)
-    return y
+    g = limiter_gain(env, x.shape[-1], gain_db, ceiling_dbtp, release_ms, lookahead, sample_rate)
+    return np.asarray(x, dtype=np.float64) * g
