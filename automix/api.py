@@ -195,10 +195,12 @@ def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, 
 LIMITER_RELEASES_MS = (80.0, 40.0, 20.0, 10.0)  # faster release: louder, at more distortion
 
 
-def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int) -> dict:
-    """Gain and, where the target is too loud for a gentle limiter, a faster release."""
+def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int,
+                   releases=LIMITER_RELEASES_MS) -> dict:
+    """Gain and, where the target is too loud for a gentle limiter, a faster release (tried
+    in the order of ``releases``)."""
     envelope = limiter_envelope(pre, lookahead_samples(limiter_settings["lookahead_ms"], sr))
-    for release in LIMITER_RELEASES_MS:
+    for release in releases:
         lim = dict(limiter_settings, release_ms=release)
         gain, reached = match_loudness(pre, lim, target_lufs, sr, envelope=envelope)
         if reached >= target_lufs - 0.1:
@@ -257,7 +259,10 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         chain = MasterPre(master, sr)
         for s in range(0, mix.shape[1], 1 << 16):
             pre[:, s:s + (1 << 16)] = chain.process(mix[:, s:s + (1 << 16)])
-        loud = loudness_stage(pre, master["limiter"], goal, sr)
+        # the second pass starts from the release the first one needed
+        releases = LIMITER_RELEASES_MS if attempt == 0 else tuple(
+            r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])
+        loud = loudness_stage(pre, master["limiter"], goal, sr, releases)
         gain = master["gain_db"] = loud["gain_db"]
         master["limiter"] = loud["limiter"]
         if attempt == 1 or amounts.tone == 0 or refine_steps == 0:
