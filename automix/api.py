@@ -160,7 +160,8 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
 
 
 def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int,
-                   iterations: int = 12, envelope: np.ndarray | None = None) -> tuple[float, float]:
+                   iterations: int = 12, envelope: np.ndarray | None = None,
+                   weighted: np.ndarray | None = None) -> tuple[float, float]:
     """Master gain (dB) so that the limited master reads ``target_lufs``: secant search, with
     the limiter's detector run once (its envelope scales with the gain; the render path's
     kernels).  Returns the gain and the loudness it reaches (short of the target when the
@@ -172,14 +173,15 @@ def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, 
     # K-weighting is linear and the limiter's gain moves slowly against it, so the K-weighted
     # limited signal is taken as K(pre) x gain: one filter pass for the whole search (the final
     # render is measured exactly; the two agree within ~0.01 LU).
-    weighted = analysis.k_weight(pre, sr)
+    if weighted is None:
+        weighted = analysis.k_weight(pre, sr)
 
     def loudness(gain_db):
         g = limiter_gain(envelope, pre.shape[-1], gain_db, limiter_settings["ceiling_dbtp"],
                          limiter_settings["release_ms"], L, sr)
         return analysis.loudness_of_weighted(weighted * g, sr)
 
-    g0 = float(np.clip(target_lufs - analysis.integrated_loudness(pre, sr), -24, 36))
+    g0 = float(np.clip(target_lufs - analysis.loudness_of_weighted(weighted, sr), -24, 36))
     l0 = loudness(g0)
     g1 = float(np.clip(g0 + (target_lufs - l0), -24, 36))
     for _ in range(iterations):
@@ -200,9 +202,11 @@ def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, 
     """Gain and, where the target is too loud for a gentle limiter, a faster release (tried
     in the order of ``releases``)."""
     envelope = limiter_envelope(pre, lookahead_samples(limiter_settings["lookahead_ms"], sr))
+    weighted = analysis.k_weight(pre, sr)  # shared by every release's search
     for release in releases:
         lim = dict(limiter_settings, release_ms=release)
-        gain, reached = match_loudness(pre, lim, target_lufs, sr, envelope=envelope)
+        gain, reached = match_loudness(pre, lim, target_lufs, sr, envelope=envelope,
+                                       weighted=weighted)
         if reached >= target_lufs - 0.1:
             break
     return {"gain_db": gain, "limiter": lim, "reached_lufs": reached, "envelope": envelope}
@@ -344,7 +348,7 @@ def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool) -> _Stems:
 
 def _stem_spectra(st: _Stems, sr: int, compressors: list[dict]) -> list[Spectra]:
     """The fit models the linear stages: each stem is summarised after its (fixed) compressor."""
-    return [Spectra.of(_compress(_read_stem(p, sr), c, sr) if c else _read_stem(p, sr), sr)
+    return [Spectra.of(_compress(_read_stem(p, sr), c, sr), sr)
             for p, c in zip(st.paths, compressors)]
 
 
@@ -354,8 +358,7 @@ def _start(st: _Stems, model, ref_mel):
         return heuristic_start(st.names, st.loudness, st.peaks_db, st.stereo), None
     from .model import predict_from_mels
 
-    tracks, master = predict_from_mels(model, torch.stack(st.mels), st.stereo, ref_mel)
-    return tracks, master
+    return predict_from_mels(model, torch.stack(st.mels), st.stereo, ref_mel)
 
 
 def _prepare(stems, reference, model, say):
@@ -438,14 +441,13 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         # the mix always follows the reference; the amounts act on the master stage
         fitted, _ = fit_mix(spectra, st.stereo, Target.of(ref_features), start, sr,
                             steps=refine_steps, device=device)
-    names, files, loud = st.names, st.files, st.loudness
     settings = validate(_settings_for(st, fitted, sr), "automix")
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
     # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
     # less than 1 dB of sample-peak headroom.
     estimate = 10 * np.log10(sum(10 ** ((l + float(g)) / 10) for l, g in
-                                 zip(loud, fitted["gain_db"])))
+                                 zip(st.loudness, fitted["gain_db"])))
     _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
     say("rendering the mix")
     mix_audio = _render_mix(settings, stems)

@@ -173,9 +173,14 @@ class _Model:
         return loss
 
 
+def _graphic_centres(sample_rate: int) -> list[float]:
+    """The match EQ's centres that the rate can hold (under 0.45 x the sample rate)."""
+    return [f for f in GRAPHIC_CENTRES_HZ if f < 0.45 * sample_rate]
+
+
 def graphic_band(gains_db: torch.Tensor, sample_rate: int) -> Band:
-    """The match EQ as one vectorised peak band over its (G,) centres under 0.45 x the rate."""
-    freqs = [f for f in GRAPHIC_CENTRES_HZ if f < 0.45 * sample_rate]
+    """The match EQ as one vectorised peak band over its (G,) usable centres."""
+    freqs = _graphic_centres(sample_rate)
     g = torch.as_tensor(gains_db, dtype=torch.float64)[:len(freqs)]
     return Band("peak", torch.tensor(freqs, dtype=torch.float64),
                 torch.full((len(freqs),), GRAPHIC_Q, dtype=torch.float64), g)
@@ -184,8 +189,7 @@ def graphic_band(gains_db: torch.Tensor, sample_rate: int) -> Band:
 def graphic_eq_settings(gains_db, sample_rate: int, min_db: float = 0.05) -> list[dict]:
     """settings.json peak bands of a fitted match EQ (bands under ``min_db`` left out)."""
     return [{"type": "peak", "freq_hz": float(f), "gain_db": round(float(g), 3), "q": GRAPHIC_Q}
-            for f, g in zip(GRAPHIC_CENTRES_HZ, gains_db)
-            if f < 0.45 * sample_rate and abs(float(g)) >= min_db]
+            for f, g in zip(_graphic_centres(sample_rate), gains_db) if abs(float(g)) >= min_db]
 
 
 def _huber(x, delta: float = 1.0):
@@ -303,16 +307,16 @@ def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
 
 
 def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: int,
-                    steps: int = 300, device: str = "cpu", graphic: bool = True,
+                    steps: int = 300, device: str = "cpu",
                     init: dict | None = None) -> tuple[dict, float]:
-    """Fit the master EQ gains and width so the master's tone and width match ``target``;
-    with ``graphic`` also the match EQ's gains (returned under ``"graphic"``).  The fit is
-    regularised toward ``start`` and begins at ``init`` (default: ``start``)."""
+    """Fit the master EQ gains, the match EQ's gains (returned under ``"graphic"``) and the
+    width so the master's tone and width match ``target``.  The fit is regularised toward
+    ``start`` and begins at ``init`` (default: ``start``)."""
     with _on(device):
-        return _fit_master_tone(spectra, target, start, sample_rate, steps, graphic, init)
+        return _fit_master_tone(spectra, target, start, sample_rate, steps, init)
 
 
-def _fit_master_tone(spectra, target, start, sample_rate, steps, graphic=True, init=None):
+def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
     model = _Model(sample_rate)
     specs = spec_index(MASTER_SPECS)
     mid, side = model.summarise(spectra.mid), model.summarise(spectra.side)
@@ -320,15 +324,13 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, graphic=True, i
     names = list(EQ_GAIN_KEYS) + (["width"] if target.width_db is not None else [])
     first = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in (init or start).items()}
     raw = {k: _unbounded(specs[k], first[k]).clone().requires_grad_() for k in names}
-    if graphic:
-        g0 = first.get("graphic", torch.zeros(len(GRAPHIC_CENTRES_HZ), dtype=torch.float64))
-        raw["graphic"] = torch.atanh((g0 / GRAPHIC_MAX_DB).clamp(-0.999, 0.999)).clone().requires_grad_()
+    g0 = first.get("graphic", torch.zeros(len(GRAPHIC_CENTRES_HZ), dtype=torch.float64))
+    raw["graphic"] = torch.atanh((g0 / GRAPHIC_MAX_DB).clamp(-0.999, 0.999)).clone().requires_grad_()
 
     def physical():
         p = dict(start)
         p.update({k: _bounded(specs[k], v) for k, v in raw.items() if k != "graphic"})
-        if graphic:
-            p["graphic"] = GRAPHIC_MAX_DB * torch.tanh(raw["graphic"])
+        p["graphic"] = GRAPHIC_MAX_DB * torch.tanh(raw["graphic"])
         return p
 
     def closure():
@@ -337,9 +339,8 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, graphic=True, i
         loss = model.loss(h * mid, h * side * p["width"] ** 2, target, side_weight=0.25)
         # pulled toward the start (neutral, or the network's proposal)
         reg = sum(((p[k] - start[k]) / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
-        if graphic:  # small and smooth: a tilt or a bump, not a comb
-            g = p["graphic"] / GRAPHIC_MAX_DB
-            reg = reg + 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
+        g = p["graphic"] / GRAPHIC_MAX_DB  # small and smooth: a tilt or a bump, not a comb
+        reg = reg + 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
         return loss + reg + 0.05 * (p["width"] - start["width"]) ** 2
 
     final = _optimize(raw, closure, steps, lr=0.05)

@@ -246,6 +246,48 @@ def limit_in_place(x: np.ndarray, ceiling_dbtp: float, release_ms: float, lookah
 
 
 @numba.njit(cache=True)
+def _hold_release_average(required, first, c_rel, L, q_val, q_idx, qs, ring, state, gains):
+    """The limiter's sequential part for one block: ``required`` gains (count,) at detector
+    positions ``first, first + 1, ...`` -> ``gains`` (count,) after hold (running minimum over
+    the look-ahead window), release ballistics (instant attack) and the moving average.
+
+    State carried between blocks: the monotonic queue ``q_val``/``q_idx`` (circular over
+    ``L + 1`` slots, values increasing from head to tail) with ``qs`` = (head, tail, length,
+    ring position), the last ``L`` released values ``ring`` and ``state[0]`` = released."""
+    Q = L + 1
+    q_head, q_tail, q_len, ring_pos = qs[0], qs[1], qs[2], qs[3]
+    released = state[0]
+    window_sum = 0.0  # re-summed every block, so rounding cannot drift over a song
+    for k in range(L):
+        window_sum += ring[k]
+    for k in range(required.shape[0]):
+        m = first + k
+        r = required[k]
+        while q_len > 0:  # indices wrap by comparison (integer modulo is slow)
+            last = q_tail - 1 if q_tail > 0 else Q - 1
+            if q_val[last] < r:
+                break
+            q_tail = last
+            q_len -= 1
+        q_val[q_tail] = r
+        q_idx[q_tail] = m
+        q_tail = q_tail + 1 if q_tail + 1 < Q else 0
+        q_len += 1
+        if q_idx[q_head] <= m - L:
+            q_head = q_head + 1 if q_head + 1 < Q else 0
+            q_len -= 1
+        held = q_val[q_head]
+        c = 1.0 if held < released else c_rel
+        released = released + c * (held - released)
+        window_sum += released - ring[ring_pos]
+        ring[ring_pos] = released
+        ring_pos = ring_pos + 1 if ring_pos + 1 < L else 0
+        gains[k] = window_sum / L
+    qs[0], qs[1], qs[2], qs[3] = q_head, q_tail, q_len, ring_pos
+    state[0] = released
+
+
+@numba.njit(cache=True)
 def _limit_kernel(x, H, ceiling, c_rel, L, block):
     channels, n = x.shape
     R = _REACH
@@ -254,15 +296,11 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
     acc = np.empty(block, np.float32)
     per_interval = np.empty(block, np.float32)
     prev_interval = 0.0  # the previous position's per-interval peak (0 before the start)
-    # running minimum over [m - L + 1, m]: a monotonic queue (circular over Q slots, values
-    # increasing from head to tail); indices wrap by comparison (integer modulo is slow)
-    Q = L + 1
-    q_val = np.empty(Q)
-    q_idx = np.empty(Q, np.int64)
-    q_head, q_tail, q_len = 0, 0, 0  # q_tail: the slot after the last element
-    released = 1.0
-    ring = np.ones(L)  # the last L released values (1.0 before the start), for the average
-    ring_pos = 0
+    required = np.empty(block)
+    gains = np.empty(block)
+    # hold/release/average state (see _hold_release_average); 1.0 = no reduction before the start
+    q_val, q_idx, qs = np.empty(L + 1), np.empty(L + 1, np.int64), np.zeros(4, np.int64)
+    ring, state = np.ones(L), np.ones(1)
     for b in range(0, N, block):
         count = min(block, N - b)
         # 1. input segment; samples are read from x before any of them is overwritten (the
@@ -282,43 +320,19 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
             per_interval[k] = 0.0
         for c in range(channels):
             abs_max_block(seg[c], H, count, acc, per_interval)
-        # 3. sequential part, sample by sample
-        window_sum = 0.0  # re-summed every block, so rounding cannot drift over a song
-        for k in range(L):
-            window_sum += ring[k]
+        # 3. sequential part: required gain per position, then hold, release, average
         for k in range(count):
-            m = b + k
             pk = float(per_interval[k])
             peak = max(pk, prev_interval)  # the envelope also covers the interval before
             prev_interval = pk
-            required = min(ceiling / max(peak, _LEVEL_FLOOR), 1.0)
-            # hold: minimum of required over the look-ahead window
-            while q_len > 0:
-                last = q_tail - 1 if q_tail > 0 else Q - 1
-                if q_val[last] < required:
-                    break
-                q_tail = last
-                q_len -= 1
-            q_val[q_tail] = required
-            q_idx[q_tail] = m
-            q_tail = q_tail + 1 if q_tail + 1 < Q else 0
-            q_len += 1
-            if q_idx[q_head] <= m - L:
-                q_head = q_head + 1 if q_head + 1 < Q else 0
-                q_len -= 1
-            held = q_val[q_head]
-            # release ballistics, instant attack (c_attack = 1)
-            c = 1.0 if held < released else c_rel
-            released = released + c * (held - released)
-            # moving average over the same window
-            window_sum += released - ring[ring_pos]
-            ring[ring_pos] = released
-            ring_pos = ring_pos + 1 if ring_pos + 1 < L else 0
-            gain = window_sum / L
-            j = m - (L - 1)  # output[j] = x[j] * gain[j + L - 1]
+            required[k] = min(ceiling / max(peak, _LEVEL_FLOOR), 1.0)
+        _hold_release_average(required[:count], b, c_rel, L, q_val, q_idx, qs, ring, state,
+                              gains)
+        for k in range(count):
+            j = b + k - (L - 1)  # output[j] = x[j] * gain[j + L - 1]
             if j >= 0:
                 for c in range(channels):
-                    x[c, j] = x[c, j] * gain
+                    x[c, j] = x[c, j] * gains[k]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -358,42 +372,24 @@ def limiter_envelope(x: np.ndarray, lookahead: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _limiter_gain_kernel(env, scale, ceiling, c_rel, L, n):
+def _limiter_gain_kernel(env, scale, ceiling, c_rel, L, n, block):
     """The limiter's gain per output sample (n,) for an input scaled by ``scale`` (included)."""
     N = env.shape[0]
     gain = np.empty(n)
-    Q = L + 1
-    q_val = np.empty(Q)
-    q_idx = np.empty(Q, np.int64)
-    q_head, q_tail, q_len = 0, 0, 0
-    released = 1.0
-    ring = np.ones(L)
-    ring_pos = 0
-    window_sum = float(L)
-    for m in range(N):
-        required = min(ceiling / max(float(env[m]) * scale, _LEVEL_FLOOR), 1.0)
-        while q_len > 0:
-            last = q_tail - 1 if q_tail > 0 else Q - 1
-            if q_val[last] < required:
-                break
-            q_tail = last
-            q_len -= 1
-        q_val[q_tail] = required
-        q_idx[q_tail] = m
-        q_tail = q_tail + 1 if q_tail + 1 < Q else 0
-        q_len += 1
-        if q_idx[q_head] <= m - L:
-            q_head = q_head + 1 if q_head + 1 < Q else 0
-            q_len -= 1
-        held = q_val[q_head]
-        c = 1.0 if held < released else c_rel
-        released = released + c * (held - released)
-        window_sum += released - ring[ring_pos]
-        ring[ring_pos] = released
-        ring_pos = ring_pos + 1 if ring_pos + 1 < L else 0
-        j = m - (L - 1)
-        if j >= 0:
-            gain[j] = scale * window_sum / L
+    required = np.empty(block)
+    gains = np.empty(block)
+    q_val, q_idx, qs = np.empty(L + 1), np.empty(L + 1, np.int64), np.zeros(4, np.int64)
+    ring, state = np.ones(L), np.ones(1)
+    for b in range(0, N, block):
+        count = min(block, N - b)
+        for k in range(count):
+            required[k] = min(ceiling / max(float(env[b + k]) * scale, _LEVEL_FLOOR), 1.0)
+        _hold_release_average(required[:count], b, c_rel, L, q_val, q_idx, qs, ring, state,
+                              gains)
+        for k in range(count):
+            j = b + k - (L - 1)
+            if j >= 0:
+                gain[j] = scale * gains[k]
     return gain
 
 
@@ -402,7 +398,8 @@ def limiter_gain(env: np.ndarray, n: int, gain_db: float, ceiling_dbtp: float, r
     """Per-sample gain (n,) of the limiter on ``x * 10^(gain_db/20)`` (the input gain included),
     from the unscaled detector ``env`` (:func:`limiter_envelope`)."""
     ceiling, c_rel = limiter_params(ceiling_dbtp, release_ms, sample_rate)
-    return _limiter_gain_kernel(env, 10 ** (gain_db / 20), ceiling, c_rel, int(lookahead), int(n))
+    return _limiter_gain_kernel(env, 10 ** (gain_db / 20), ceiling, c_rel, int(lookahead), int(n),
+                                _LIMITER_BLOCK)
 
 
 def limit_scaled(x: np.ndarray, env: np.ndarray, gain_db: float, ceiling_dbtp: float,
