@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -162,35 +164,65 @@ def _as_channels(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float64, copy=False)
 
 
-def _hop_energies(power: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sums of ``power`` (samples,) over consecutive 100 ms hops and the hops' lengths."""
-    n = power.shape[-1]
-    bounds = np.round(np.arange(0, n / sample_rate / BLOCK_HOP_S + 1e-9) * BLOCK_HOP_S
-                      * sample_rate).astype(np.int64)
-    bounds = bounds[bounds <= n]
-    if len(bounds) < 2:
-        return np.zeros(0), np.zeros(0, dtype=np.int64)
-    csum = np.concatenate([[0.0], np.cumsum(power)])
-    return csum[bounds[1:]] - csum[bounds[:-1]], np.diff(bounds)
+@numba.njit(cache=True)
+def _hop_energy_kernel(x, gain, bounds):
+    """Sums over the hops ``[bounds[k], bounds[k+1])`` of ``sum_c (x[c, i] * gain[i])**2``
+    (``gain`` empty: 1), plus the sum over every sample: one pass, no per-sample temporaries."""
+    channels, n = x.shape
+    sums = np.zeros(len(bounds) - 1)
+    for k in range(len(bounds) - 1):
+        acc = 0.0
+        for i in range(bounds[k], bounds[k + 1]):
+            g = gain[i] if gain.shape[0] else 1.0
+            for c in range(channels):
+                v = x[c, i] * g
+                acc += v * v
+        sums[k] = acc
+    total = sums.sum()
+    for i in range(bounds[-1], n):
+        g = gain[i] if gain.shape[0] else 1.0
+        for c in range(channels):
+            v = x[c, i] * g
+            total += v * v
+    return sums, total
 
 
-def _window_mean_squares(power: np.ndarray, sample_rate: int, window_s: float) -> np.ndarray:
-    """Mean of ``power`` over windows of ``window_s`` every 100 ms (complete windows only);
-    a signal shorter than one window gives one window: the whole signal."""
-    sums, lengths = _hop_energies(power, sample_rate)
-    per = int(round(window_s / BLOCK_HOP_S))
-    if len(sums) < per:
-        return np.array([power.mean()])
-    kernel = np.ones(per)
-    e = np.convolve(sums, kernel, mode="valid")
-    n = np.convolve(lengths.astype(np.float64), kernel, mode="valid")
-    return np.maximum(e, 0.0) / n
+@dataclass
+class _Hops:
+    """Channel-summed power of a (K-weighted) signal per 100 ms hop: enough for every
+    BS.1770 / EBU window, which are whole numbers of hops."""
+    sums: np.ndarray
+    lengths: np.ndarray
+    mean_power: float   # over every sample (the answer for a signal shorter than one window)
+
+    @classmethod
+    def of(cls, weighted: np.ndarray, sample_rate: int, gain: np.ndarray | None = None) -> "_Hops":
+        n = weighted.shape[-1]
+        bounds = np.round(np.arange(0, n / sample_rate / BLOCK_HOP_S + 1e-9) * BLOCK_HOP_S
+                          * sample_rate).astype(np.int64)
+        bounds = bounds[bounds <= n]
+        x = np.ascontiguousarray(weighted, dtype=np.float64)
+        g = np.zeros(0) if gain is None else np.ascontiguousarray(gain, dtype=np.float64)
+        if len(bounds) < 2:
+            bounds = np.zeros(1, dtype=np.int64)
+        sums, total = _hop_energy_kernel(x, g, bounds)
+        return cls(sums, np.diff(bounds), total / n)
+
+    def window_mean_squares(self, window_s: float) -> np.ndarray:
+        """Mean power over windows of ``window_s`` every 100 ms (complete windows only); a
+        signal shorter than one window gives one window: the whole signal."""
+        per = int(round(window_s / BLOCK_HOP_S))
+        if len(self.sums) < per:
+            return np.array([self.mean_power])
+        kernel = np.ones(per)
+        e = np.convolve(self.sums, kernel, mode="valid")
+        n = np.convolve(self.lengths.astype(np.float64), kernel, mode="valid")
+        return np.maximum(e, 0.0) / n
 
 
-def _weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Channel-weighted K-weighted power per sample (all channel weights are 1)."""
-    y = k_weight(audio, sample_rate)
-    return np.einsum("cn,cn->n", y, y)
+def _weighted_hops(audio: np.ndarray, sample_rate: int) -> _Hops:
+    """Hop energies of the K-weighted ``audio`` (all channel weights are 1)."""
+    return _Hops.of(k_weight(audio, sample_rate), sample_rate)
 
 
 def _lufs(ms) -> np.ndarray:
@@ -212,21 +244,21 @@ def _gated_loudness(block_ms: np.ndarray) -> float:
 def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
     """ITU-R BS.1770-4 integrated loudness in LUFS (FLOOR_DB = -120 for silence)."""
     audio = _as_channels(audio)
-    return _gated_loudness(_window_mean_squares(_weighted_power(audio, sample_rate),
-                                                sample_rate, BLOCK_S))
+    return _gated_loudness(_weighted_hops(audio, sample_rate).window_mean_squares(BLOCK_S))
 
 
-def loudness_of_weighted(weighted: np.ndarray, sample_rate: int) -> float:
-    """:func:`integrated_loudness` of a signal that is already K-weighted (channels, samples)."""
+def loudness_of_weighted(weighted: np.ndarray, sample_rate: int,
+                         gain: np.ndarray | None = None) -> float:
+    """:func:`integrated_loudness` of a signal that is already K-weighted (channels, samples),
+    optionally times a per-sample ``gain`` (samples,) applied on the fly."""
     weighted = _as_channels(weighted)
-    power = np.einsum("cn,cn->n", weighted, weighted)
-    return _gated_loudness(_window_mean_squares(power, sample_rate, BLOCK_S))
+    return _gated_loudness(_Hops.of(weighted, sample_rate, gain).window_mean_squares(BLOCK_S))
 
 
 def short_term_loudness(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """3 s short-term loudness every 100 ms, in LUFS (floored at FLOOR_DB)."""
     audio = _as_channels(audio)
-    ms = _window_mean_squares(_weighted_power(audio, sample_rate), sample_rate, SHORT_TERM_S)
+    ms = _weighted_hops(audio, sample_rate).window_mean_squares(SHORT_TERM_S)
     return np.maximum(_lufs(ms), FLOOR_DB)
 
 
@@ -278,10 +310,9 @@ def _welch_scale(sample_rate: int, nperseg: int) -> tuple[np.ndarray, np.ndarray
     return win, scale
 
 
-def average_power_spectrum(x: np.ndarray, sample_rate: int,
-                           nperseg: int | None = None) -> np.ndarray:
-    """Welch power per FFT bin of rows ``x`` (..., samples): Hann, 50 % overlap, no detrend,
-    computed in chunks of segments so memory stays bounded on long files."""
+def _welch_segments(x: np.ndarray, sample_rate: int, nperseg: int | None):
+    """Hann-windowed 50 %-overlap segments of rows ``x`` (..., samples) as chunks (bounded
+    memory on long files), with the per-bin scale and the segment count."""
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     nperseg = nperseg or welch_segment(sample_rate, n)
@@ -289,12 +320,41 @@ def average_power_spectrum(x: np.ndarray, sample_rate: int,
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, nperseg - n)])
     win, scale = _welch_scale(sample_rate, nperseg)
     segs = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[..., ::nperseg // 2, :]
-    total = np.zeros(x.shape[:-1] + (nperseg // 2 + 1,))
     step = max(1, (1 << 22) // nperseg)
-    for s in range(0, segs.shape[-2], step):
-        spec = scipy.fft.rfft(segs[..., s:s + step, :] * win, axis=-1, workers=-1)
-        total += (spec.real ** 2 + spec.imag ** 2).sum(axis=-2)
-    return total / segs.shape[-2] * scale
+    chunks = (scipy.fft.rfft(segs[..., s:s + step, :] * win, axis=-1, workers=-1)
+              for s in range(0, segs.shape[-2], step))
+    return chunks, scale, segs.shape[-2]
+
+
+def average_power_spectrum(x: np.ndarray, sample_rate: int,
+                           nperseg: int | None = None) -> np.ndarray:
+    """Welch power per FFT bin of rows ``x`` (..., samples): Hann, 50 % overlap, no detrend."""
+    chunks, scale, count = _welch_segments(x, sample_rate, nperseg)
+    total = 0.0
+    for spec in chunks:
+        total = total + (spec.real ** 2 + spec.imag ** 2).sum(axis=-2)
+    return total / count * scale
+
+
+def mid_side_power_spectra(audio: np.ndarray, sample_rate: int, nperseg: int | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Welch power per bin of mid ``(L+R)/2`` and side ``(L-R)/2`` and their real cross
+    spectrum ``Re(M S*)``, from the FFTs of L and R alone (the FFT is linear): half the FFTs
+    of transforming mid, side, L and R.  A mono signal is all mid."""
+    audio = np.asarray(audio)
+    if audio.shape[0] == 1:
+        mid = average_power_spectrum(audio[0], sample_rate, nperseg)
+        return mid, np.zeros_like(mid), np.zeros_like(mid)
+    chunks, scale, count = _welch_segments(audio, sample_rate, nperseg)
+    pm = ps = pc = 0.0
+    for spec in chunks:
+        left, right = spec[0], spec[1]
+        m, d = left + right, left - right
+        pm = pm + (m.real ** 2 + m.imag ** 2).sum(axis=0)
+        ps = ps + (d.real ** 2 + d.imag ** 2).sum(axis=0)
+        pc = pc + ((left.real ** 2 + left.imag ** 2) - (right.real ** 2 + right.imag ** 2)).sum(axis=0)
+    norm = scale / (4 * count)
+    return pm * norm, ps * norm, pc * norm
 
 
 def _normalized_db(p, mean, log10):
@@ -314,8 +374,7 @@ def mid_side(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tonal_balance(audio: np.ndarray, sample_rate: int) -> dict:
     """1/3-octave band power of mid and side, each in dB relative to its own mean band power."""
     audio = _as_channels(audio)
-    mid, side = mid_side(audio)
-    psd = average_power_spectrum(np.stack([mid, side]), sample_rate)
+    psd = np.stack(mid_side_power_spectra(audio, sample_rate)[:2])
     bands = psd @ band_matrix(sample_rate, (psd.shape[-1] - 1) * 2).T        # (2, N_BANDS)
     db = _normalized_db(bands, bands.mean(-1, keepdims=True), np.log10)
     db = np.where(bands > 0.0, np.maximum(db, FLOOR_DB), FLOOR_DB)   # floor exactly, not ~1e-14 off
@@ -355,10 +414,10 @@ def analyze(audio: np.ndarray, sample_rate: int) -> dict:
     """Every metric of the module docstring for ``audio`` (channels, samples), as plain data."""
     audio = _as_channels(audio)
     sample_rate = int(sample_rate)
-    power = _weighted_power(audio, sample_rate)
-    lufs = _gated_loudness(_window_mean_squares(power, sample_rate, BLOCK_S))
+    hops = _weighted_hops(audio, sample_rate)
+    lufs = _gated_loudness(hops.window_mean_squares(BLOCK_S))
     silent = lufs <= FLOOR_DB
-    st = np.maximum(_lufs(_window_mean_squares(power, sample_rate, SHORT_TERM_S)), FLOOR_DB)
+    st = np.maximum(_lufs(hops.window_mean_squares(SHORT_TERM_S)), FLOOR_DB)
     sp = float(np.abs(audio).max())
     tp = true_peak_linear(audio)
     rms = float(np.sqrt(np.mean(audio * audio)))

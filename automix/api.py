@@ -22,8 +22,7 @@ from .errors import AutomixError
 from .match import (EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, graphic_eq_settings,
                     predict_master)
 from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
-from .render import (MasterPre, open_sources, render_master, render_mix,
-                     render_settings)
+from .render import BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources, render_mix
 from .settings import (FORMAT, VERSION, compressor_from_params, master_from_params,
                        track_from_params, validate)
 
@@ -179,7 +178,7 @@ def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, 
     def loudness(gain_db):
         g = limiter_gain(envelope, pre.shape[-1], gain_db, limiter_settings["ceiling_dbtp"],
                          limiter_settings["release_ms"], L, sr)
-        return analysis.loudness_of_weighted(weighted * g, sr)
+        return analysis.loudness_of_weighted(weighted, sr, g)
 
     g0 = float(np.clip(target_lufs - analysis.loudness_of_weighted(weighted, sr), -24, 36))
     l0 = loudness(g0)
@@ -261,8 +260,8 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         master["gain_db"] = 0.0
         pre = np.empty_like(mix)
         chain = MasterPre(master, sr)
-        for s in range(0, mix.shape[1], 1 << 16):
-            pre[:, s:s + (1 << 16)] = chain.process(mix[:, s:s + (1 << 16)])
+        for s in range(0, mix.shape[1], BLOCK):
+            pre[:, s:s + BLOCK] = chain.process(mix[:, s:s + BLOCK])
         # the second pass starts from the release the first one needed
         releases = LIMITER_RELEASES_MS if attempt == 0 else tuple(
             r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])
@@ -280,7 +279,12 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
                          "width_db": analysis.stereo_width_db(limited)})
         predicted = predict_master(spectra, fitted, sr)
         aim = aim.shifted(predicted, got)
-    return master, goal
+    # The master itself, from the last pass's pre-limiter signal (rendered at gain 1): scaling
+    # it by the gain is the render executor's own last operation before the limiter, so this is
+    # bit-identical to render_master(mix, master) without running the chain a third time.
+    final = pre * (10 ** (master["gain_db"] / 20))
+    apply_limiter_inplace(final, master["limiter"], sr)
+    return master, goal, final
 
 
 def _analyze_all(result_settings, reference, mix, master, sr, goal, ceiling, source):
@@ -458,14 +462,10 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
 
     say("mastering")
     mix_features = analysis.analyze(mix_audio, sr)
-    settings["master"], goal = master_stage(mix_audio, sr, ref_features, mix_features,
-                                            target_lufs, ceiling, amounts, device,
-                                            predicted=master_start, refine_steps=refine_steps)
+    settings["master"], goal, master_final = master_stage(
+        mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
+        predicted=master_start, refine_steps=refine_steps)
     settings = validate(settings, "automix")
-    say("rendering the master")
-    # the same call sequence as render_settings(), so `automix render` reproduces it exactly
-    with torch.inference_mode():
-        master_final = render_master(mix_audio, settings["master"], sr)
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
@@ -509,15 +509,19 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     track = {"name": mix_path.stem, "file": mix_path.name, "eq": [], "compressor": {},
              "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0, "width": 1.0,
              "mute": False}
-    stereo_mix = np.repeat(audio, 2, 0).astype(np.float64) if mono else audio.astype(np.float64)
+    # the mix as the render executor's track strip makes it, so the master computed from it is
+    # what `automix render` of the settings gives
+    stereo_mix = np.zeros((2, audio.shape[1]))
+    strip = TrackStrip(track, sr, audio.shape[0])
+    for s in range(0, audio.shape[1], BLOCK):
+        strip.process(audio[:, s:s + BLOCK], stereo_mix[:, s:s + BLOCK])
+    del audio
     mix_features = analysis.analyze(stereo_mix, sr)
     say("mastering")
-    master_settings, goal = master_stage(stereo_mix, sr, ref_features, mix_features, target_lufs,
-                                         ceiling, amounts, device)
+    master_settings, goal, master_final = master_stage(stereo_mix, sr, ref_features, mix_features,
+                                                       target_lufs, ceiling, amounts, device)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
                          "tracks": [track], "master": master_settings}, "automix")
-    say("rendering")
-    _, master_final = render_settings(settings, mix_path.parent)
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features

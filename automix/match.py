@@ -53,11 +53,7 @@ class Spectra:
 
     @classmethod
     def of(cls, audio: np.ndarray, sample_rate: int) -> "Spectra":
-        audio = np.asarray(audio, dtype=np.float64)
-        left, right = audio[0], audio[-1]
-        p = analysis.average_power_spectrum(np.stack([(left + right) / 2, (left - right) / 2,
-                                                      left, right]), sample_rate, NPERSEG)
-        return cls(p[0], p[1], (p[2] - p[3]) / 4)  # P_LL - P_RR = 4 Re(P_MS)
+        return cls(*analysis.mid_side_power_spectra(audio, sample_rate, NPERSEG))
 
 
 @dataclass

@@ -106,3 +106,16 @@ def test_analyze_command(known_case, capsys):
     assert main(["analyze", str(root / "reference.wav"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["true_peak_dbtp"] <= -1.0 + 0.01 and data["sample_rate"] == SR
+
+
+def test_api_master_is_the_render_executors_output(known_case):
+    """mix() and master() keep the last pre-limiter pass instead of re-rendering: the floats
+    must be exactly what the render executor makes from the settings they return."""
+    root, out = known_case
+    r = automix.master(out / "mix.wav", root / "reference.wav")
+    _, again = render_settings(r.settings, out)
+    assert np.array_equal(r.master, again)
+    m = automix.mix(root / "stems", root / "reference.wav", model=None, refine_steps=40)
+    mix_again, master_again = render_settings(m.settings, root / "stems")
+    assert np.array_equal(m.mix, mix_again)
+    assert np.array_equal(m.master, master_again)

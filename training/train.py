@@ -393,6 +393,17 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
                           (data["rng"][0] if isinstance(data["rng"], list) else data["rng"]))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise AutomixError(f"{resume}: cannot resume from it ({str(exc).splitlines()[0][:160]})") from None
+    elif t.get("init_weights"):
+        # fine-tuning: start from another run's (or the shipped) weights, with a fresh optimizer,
+        # schedule and step count; the architecture must match
+        init = Path(str(t["init_weights"])).expanduser()
+        if not init.is_file():
+            raise AutomixError(f"trainer.init_weights={init}: no such checkpoint file")
+        data = load_checkpoint(init, map_location="cpu")
+        if dict(data.get("model_config") or {}) != dict(model.config):
+            raise AutomixError(f"{init}: its model config {data.get('model_config')} differs from this "
+                               f"run's {dict(model.config)}; set model.* to match")
+        model.load_state_dict(data["model"])
 
     net = model
     if dist.enabled:
@@ -411,7 +422,8 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
                 f"{float(c.get('section_seconds', 4.0)):g} s, model {count_parameters(model) / 1e6:.2f} M "
                 f"parameters, {'audio + parameter' if audio else 'parameter-only'} losses, "
                 f"device {device}{f', {dist.world} processes' if dist.enabled else ''}, "
-                f"out {out}" + (f", resumed at step {step}" if resume else ""))
+                f"out {out}" + (f", resumed at step {step}" if resume else "") +
+                (f", weights from {t['init_weights']}" if t.get("init_weights") and not resume else ""))
 
     sampler = StepSampler(len(train_ds), bs, seed=seed, start_step=step, max_steps=max_steps,
                           rank=dist.rank, world_size=dist.world)
