@@ -59,7 +59,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import scipy.fft
-from scipy.signal import sosfilt
 
 from .audio import resample
 from .dsp import truepeak as _truepeak
@@ -140,6 +139,8 @@ def k_weight(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     sos = np.array([np.concatenate([b, a]) for b, a in k_weighting_coefficients(sample_rate)])
     x = np.asarray(audio, dtype=np.float64)
     if x.ndim != 2:
+        from scipy.signal import sosfilt  # imported here: scipy.signal costs ~1 s to import
+
         return sosfilt(sos, x, axis=-1)
     # the render path's numba recursion: sosfilt's operations in sosfilt's order, ~4x faster
     y = np.array(x, order="C")
@@ -336,6 +337,20 @@ def average_power_spectrum(x: np.ndarray, sample_rate: int,
     return total / count * scale
 
 
+@numba.njit(cache=True)
+def _accumulate_mid_side(spec, acc):
+    """``acc[0..2] +=`` sums over segments of |L+R|^2, |L-R|^2 and |L|^2-|R|^2, for the FFTs
+    ``spec`` (2, segments, bins) of L and R; one pass instead of a dozen array operations."""
+    for k in range(spec.shape[1]):
+        for b in range(spec.shape[2]):
+            lr, li = spec[0, k, b].real, spec[0, k, b].imag
+            rr, ri = spec[1, k, b].real, spec[1, k, b].imag
+            mr, mi, dr, di = lr + rr, li + ri, lr - rr, li - ri  # no cancellation on near-mono
+            acc[0, b] += mr * mr + mi * mi
+            acc[1, b] += dr * dr + di * di
+            acc[2, b] += (lr * lr + li * li) - (rr * rr + ri * ri)
+
+
 def mid_side_power_spectra(audio: np.ndarray, sample_rate: int, nperseg: int | None = None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Welch power per bin of mid ``(L+R)/2`` and side ``(L-R)/2`` and their real cross
@@ -346,13 +361,10 @@ def mid_side_power_spectra(audio: np.ndarray, sample_rate: int, nperseg: int | N
         mid = average_power_spectrum(audio[0], sample_rate, nperseg)
         return mid, np.zeros_like(mid), np.zeros_like(mid)
     chunks, scale, count = _welch_segments(audio, sample_rate, nperseg)
-    pm = ps = pc = 0.0
+    acc = np.zeros((3, len(scale)))
     for spec in chunks:
-        left, right = spec[0], spec[1]
-        m, d = left + right, left - right
-        pm = pm + (m.real ** 2 + m.imag ** 2).sum(axis=0)
-        ps = ps + (d.real ** 2 + d.imag ** 2).sum(axis=0)
-        pc = pc + ((left.real ** 2 + left.imag ** 2) - (right.real ** 2 + right.imag ** 2)).sum(axis=0)
+        _accumulate_mid_side(spec, acc)
+    pm, ps, pc = acc
     norm = scale / (4 * count)
     return pm * norm, ps * norm, pc * norm
 

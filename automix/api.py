@@ -16,12 +16,12 @@ import torch
 
 from . import analysis
 from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
-from .dsp.dynamics import (CompressorParams, compressor_kernel, limit_scaled, limiter_envelope, limiter_gain,
-                           lookahead_samples)
+from .dsp.dynamics import (CompressorParams, compressor_kernel, limit_scaled, lookahead_samples)
 from .errors import AutomixError
+from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
 from .match import (EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, graphic_eq_settings,
                     predict_master)
-from .params import LIMITER_LOOKAHEAD_MS, MASTER_SPECS, TRACK_SPECS, defaults
+from .params import MASTER_SPECS, TRACK_SPECS, defaults
 from .render import BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources, render_mix
 from .settings import (FORMAT, VERSION, compressor_from_params, master_from_params,
                        track_from_params, validate)
@@ -156,59 +156,6 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
             if cost < best_cost:
                 best, best_cost = comp, cost
     return best
-
-
-def match_loudness(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int,
-                   iterations: int = 12, envelope: np.ndarray | None = None,
-                   weighted: np.ndarray | None = None) -> tuple[float, float]:
-    """Master gain (dB) so that the limited master reads ``target_lufs``: secant search, with
-    the limiter's detector run once (its envelope scales with the gain; the render path's
-    kernels).  Returns the gain and the loudness it reaches (short of the target when the
-    limiter cannot get there)."""
-    L = lookahead_samples(limiter_settings["lookahead_ms"], sr)
-    if envelope is None:
-        envelope = limiter_envelope(pre, L)
-
-    # K-weighting is linear and the limiter's gain moves slowly against it, so the K-weighted
-    # limited signal is taken as K(pre) x gain: one filter pass for the whole search (the final
-    # render is measured exactly; the two agree within ~0.01 LU).
-    if weighted is None:
-        weighted = analysis.k_weight(pre, sr)
-
-    def loudness(gain_db):
-        g = limiter_gain(envelope, pre.shape[-1], gain_db, limiter_settings["ceiling_dbtp"],
-                         limiter_settings["release_ms"], L, sr)
-        return analysis.loudness_of_weighted(weighted, sr, g)
-
-    g0 = float(np.clip(target_lufs - analysis.loudness_of_weighted(weighted, sr), -24, 36))
-    l0 = loudness(g0)
-    g1 = float(np.clip(g0 + (target_lufs - l0), -24, 36))
-    for _ in range(iterations):
-        if abs(l0 - target_lufs) < 0.02 or g1 == g0:
-            break
-        l1 = loudness(g1)
-        slope = (l1 - l0) / (g1 - g0)
-        slope = min(max(slope, 0.05), 1.5)  # the limiter gives back less than the gain put in
-        g0, l0, g1 = g1, l1, float(np.clip(g1 + (target_lufs - l1) / slope, -24, 36))
-    return g0, l0
-
-
-LIMITER_RELEASES_MS = (80.0, 40.0, 20.0, 10.0)  # faster release: louder, at more distortion
-
-
-def loudness_stage(pre: np.ndarray, limiter_settings: dict, target_lufs: float, sr: int,
-                   releases=LIMITER_RELEASES_MS) -> dict:
-    """Gain and, where the target is too loud for a gentle limiter, a faster release (tried
-    in the order of ``releases``)."""
-    envelope = limiter_envelope(pre, lookahead_samples(limiter_settings["lookahead_ms"], sr))
-    weighted = analysis.k_weight(pre, sr)  # shared by every release's search
-    for release in releases:
-        lim = dict(limiter_settings, release_ms=release)
-        gain, reached = match_loudness(pre, lim, target_lufs, sr, envelope=envelope,
-                                       weighted=weighted)
-        if reached >= target_lufs - 0.1:
-            break
-    return {"gain_db": gain, "limiter": lim, "reached_lufs": reached, "envelope": envelope}
 
 
 def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,

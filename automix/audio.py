@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .errors import AutomixError
 
@@ -84,6 +83,8 @@ def resample(audio: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
     """Band-limited polyphase resampling along the last axis (float32 in, float32 out)."""
     if sr_from == sr_to:
         return audio
+    from scipy.signal import resample_poly  # imported here: scipy.signal costs ~1 s to import
+
     ratio = Fraction(sr_to, sr_from).limit_denominator(1000)
     out = resample_poly(audio.astype(np.float64), ratio.numerator, ratio.denominator, axis=-1)
     return out.astype(np.float32)

@@ -11,7 +11,6 @@ songs; tests hold the two to agree.
 """
 from __future__ import annotations
 
-import torch
 
 from .dsp.dynamics import compressor, db_to_amp, limiter, lookahead_samples
 from .dsp.eq import Band, eq_fsm

@@ -17,7 +17,6 @@ parameter spec (+-12 dB), so nothing boosts +45 dB into an empty band.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
