@@ -256,6 +256,13 @@ def loudness_of_weighted(weighted: np.ndarray, sample_rate: int,
     return _gated_loudness(_Hops.of(weighted, sample_rate, gain).window_mean_squares(BLOCK_S))
 
 
+def short_term_loudness_of_weighted(weighted: np.ndarray, sample_rate: int,
+                                    gain: np.ndarray | None = None) -> np.ndarray:
+    """:func:`short_term_loudness` of a K-weighted signal, optionally times a per-sample gain."""
+    ms = _Hops.of(_as_channels(weighted), sample_rate, gain).window_mean_squares(SHORT_TERM_S)
+    return np.maximum(_lufs(ms), FLOOR_DB)
+
+
 def short_term_loudness(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """3 s short-term loudness every 100 ms, in LUFS (floored at FLOOR_DB)."""
     audio = _as_channels(audio)

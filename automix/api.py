@@ -16,7 +16,8 @@ import torch
 
 from . import analysis
 from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
-from .dsp.dynamics import (CompressorParams, compressor_kernel, limit_scaled, lookahead_samples)
+from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
+                           log_level, lookahead_samples)
 from .errors import AutomixError
 from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
 from .match import (EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, graphic_eq_settings,
@@ -142,16 +143,19 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
     (a small search on a 4x-decimated copy; no compression when the mix is already tighter)."""
     if current_lra <= target_lra + 0.5:
         return {}
-    low = mix[:, ::4].astype(np.float64)  # decimated: the loudness statistics survive this
+    low = np.ascontiguousarray(mix[:, ::4], dtype=np.float64)  # the statistics survive this
     lsr = sr // 4
     peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)
+    # the compressor's gain moves slowly against K-weighting: K(compressed) ~ K(low) x gain,
+    # so the detector level and the K-weighting are computed once for all candidates
+    level, weighted = log_level(low), analysis.k_weight(low, lsr)
     best, best_cost = {}, abs(current_lra - target_lra)
     for depth in (6.0, 10.0, 14.0, 18.0):
         for ratio in (1.5, 2.0, 3.0, 4.0):
             comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
                     "release_ms": 300.0, "knee_db": 6.0, "makeup_db": 0.0}
-            y = _compress(low, comp, lsr)
-            lra = analysis.loudness_range(analysis.short_term_loudness(y, lsr))
+            gain = compressor_gain(level.copy(), CompressorParams(comp, lsr).array, np.zeros(1))
+            lra = analysis.loudness_range(analysis.short_term_loudness_of_weighted(weighted, lsr, gain))
             cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
             if cost < best_cost:
                 best, best_cost = comp, cost

@@ -48,3 +48,22 @@ def test_blocks_tile_the_loudness_hop():
         d = _block_divisor(sr)
         assert 8 <= d <= 16 and round(sr * 0.1) % d == 0
     assert _block_divisor(11025) == 1  # a 1102.5-sample hop: no tiling, full rate
+
+
+def test_compressed_loudness_range_from_the_gain_alone():
+    """choose_compressor's shortcut: the loudness range of K(x) x compressor gain equals that
+    of the really compressed signal, K-weighted (within 0.2 LU)."""
+    from automix import analysis
+    from automix.api import _compress
+    from automix.dsp.dynamics import CompressorParams, compressor_gain, log_level
+
+    x = music_like(seconds=40, seed=2)
+    x = x * np.repeat(np.array([0.1, 1.0, 0.3, 0.6]), x.shape[1] // 4 + 1)[None, :x.shape[1]]
+    comp = {"threshold_db": -50.0, "ratio": 4.0, "attack_ms": 30.0, "release_ms": 300.0,
+            "knee_db": 6.0, "makeup_db": 0.0}
+    exact = analysis.loudness_range(analysis.short_term_loudness(_compress(x, comp, SR), SR))
+    gain = compressor_gain(log_level(x), CompressorParams(comp, SR).array, np.zeros(1))
+    fast = analysis.loudness_range(analysis.short_term_loudness_of_weighted(analysis.k_weight(x, SR), SR, gain))
+    before = analysis.loudness_range(analysis.short_term_loudness(x, SR))
+    assert before - exact > 3.0          # the compressor does narrow the range
+    assert fast == pytest.approx(exact, abs=0.2)

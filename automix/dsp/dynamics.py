@@ -212,12 +212,21 @@ def compressor_kernel(x: np.ndarray, p: np.ndarray, state: np.ndarray) -> None:
     with constant factors: float rounding apart, the same values."""
     if p[0] == 0.0:
         return
+    x *= compressor_gain(log_level(x), p, state)
+
+
+def log_level(x: np.ndarray) -> np.ndarray:
+    """Natural log of the compressor's detector level per sample of ``x`` (channels, n)."""
     work = np.empty(x.shape[1])
     _level(x, work)
-    np.log(work, out=work)
-    _gain_path(work, p, state)
-    np.exp(work, out=work)
-    x *= work
+    return np.log(work, out=work)
+
+
+def compressor_gain(log_lvl: np.ndarray, p: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """The compressor's linear gain per sample from :func:`log_level` (overwritten in place and
+    returned), ``p`` and ``state`` as in :func:`compressor_kernel`."""
+    _gain_path(log_lvl, p, state)
+    return np.exp(log_lvl, out=log_lvl)
 
 
 def limiter_params(ceiling_dbtp: float, release_ms: float, sample_rate: float):
