@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 import scipy.fft
 
+from . import background
 from .audio import resample
 from .dsp import truepeak as _truepeak
 from .dsp.eq import sos_filter_inplace
@@ -165,7 +166,7 @@ def _as_channels(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float64, copy=False)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hop_energy_kernel(x, gain, bounds):
     """Sums over the hops ``[bounds[k], bounds[k+1])`` of ``sum_c (x[c, i] * gain[i])**2``
     (``gain`` empty: 1), plus the sum over every sample: one pass, no per-sample temporaries."""
@@ -344,7 +345,7 @@ def average_power_spectrum(x: np.ndarray, sample_rate: int,
     return total / count * scale
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _accumulate_mid_side(spec, acc):
     """``acc[0..2] +=`` sums over segments of |L+R|^2, |L-R|^2 and |L|^2-|R|^2, for the FFTs
     ``spec`` (2, segments, bins) of L and R; one pass instead of a dozen array operations."""
@@ -433,13 +434,16 @@ def analyze(audio: np.ndarray, sample_rate: int) -> dict:
     """Every metric of the module docstring for ``audio`` (channels, samples), as plain data."""
     audio = _as_channels(audio)
     sample_rate = int(sample_rate)
+    true_peak = background.submit(true_peak_linear, audio)  # overlaps the loudness and spectra
     hops = _weighted_hops(audio, sample_rate)
     lufs = _gated_loudness(hops.window_mean_squares(BLOCK_S))
     silent = lufs <= FLOOR_DB
     st = np.maximum(_lufs(hops.window_mean_squares(SHORT_TERM_S)), FLOOR_DB)
     sp = float(np.abs(audio).max())
-    tp = true_peak_linear(audio)
     rms = float(np.sqrt(np.mean(audio * audio)))
+    width = stereo_width_db(audio)
+    tonal = tonal_balance(audio, sample_rate)
+    tp = true_peak.result()
     return {
         "duration_s": audio.shape[1] / sample_rate,
         "sample_rate": sample_rate,
@@ -452,8 +456,8 @@ def analyze(audio: np.ndarray, sample_rate: int) -> dict:
         "sample_peak_dbfs": _db(sp),
         "plr_db": 0.0 if silent else _db(tp) - float(lufs),
         "crest_factor_db": _db(sp) - _db(rms) if rms > _PEAK_EPS else 0.0,
-        "width_db": stereo_width_db(audio),
-        "tonal_balance": tonal_balance(audio, sample_rate),
+        "width_db": width,
+        "tonal_balance": tonal,
     }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import analysis
+from . import analysis, background
 from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
 from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
                            log_level, lookahead_samples)
@@ -326,16 +326,16 @@ def _prepare(stems, reference, model, say):
     length = max(int(round(i.frames * sr / i.sample_rate)) for i in infos)
     ref_audio, _, ref_notes = load_reference(reference, sr)
     notes += ref_notes
-    say("analysing the reference")
-    ref_features = analysis.analyze(ref_audio, sr)
+    say("analysing the reference and the stems")
+    ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the stems are read
     ref_mel = None
     if model is not None:
         from .model.predict import song_mels
 
         ref_mel = song_mels(to_stereo(ref_audio)[None], sr)[0]
     del ref_audio
-    say(f"analysing {len(stem_paths)} stems")
     st = _survey_stems(stem_paths, sr, length, with_mels=model is not None)
+    ref_features = ref_job.result()
     notes += [f"{p.name} is silent: left out of matching (kept, muted, in the settings)"
               for p in st.silent]
     if not st.names:
@@ -453,7 +453,7 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     ref_audio, _, ref_notes = load_reference(reference, sr)
     notes += ref_notes
     say("analysing")
-    ref_features = analysis.analyze(ref_audio, sr)
+    ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the mix is measured
     del ref_audio
     mono = audio.shape[0] == 1
     # the mix is one "track" with a neutral strip; a mono file gets +3.01 dB to undo the pan law
@@ -468,6 +468,7 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
         strip.process(audio[:, s:s + BLOCK], stereo_mix[:, s:s + BLOCK])
     del audio
     mix_features = analysis.analyze(stereo_mix, sr)
+    ref_features = ref_job.result()
     say("mastering")
     master_settings, goal, master_final = master_stage(stereo_mix, sr, ref_features, mix_features,
                                                        target_lufs, ceiling, amounts, device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from . import analysis
@@ -51,6 +52,28 @@ def _block_divisor(sample_rate: int, most: int = 16) -> int:
     return max(d for d in range(1, most + 1) if round(hop) % d == 0)
 
 
+@numba.njit(cache=True, nogil=True)
+def _decimate(envelope, weighted, d, env_blocks):
+    """Block maxima of the detector ``envelope`` (``env_blocks`` blocks of ``d``, zero past its
+    end) and the root mean K-weighted power (channels summed) per block of ``weighted``."""
+    env = np.zeros(env_blocks, np.float32)
+    for m in range(env_blocks):
+        top = np.float32(0.0)
+        for i in range(m * d, min((m + 1) * d, envelope.shape[0])):
+            top = max(top, envelope[i])
+        env[m] = top
+    channels, n = weighted.shape
+    blocks = -(-n // d)
+    rms = np.zeros(blocks)
+    for m in range(blocks):
+        acc = 0.0
+        for i in range(m * d, min((m + 1) * d, n)):
+            for c in range(channels):
+                acc += weighted[c, i] * weighted[c, i]
+        rms[m] = np.sqrt(acc / d)
+    return env, rms
+
+
 @dataclass
 class _Surrogate:
     """The loudness-vs-gain curve on D-sample blocks (see the module docstring)."""
@@ -64,16 +87,11 @@ class _Surrogate:
     def of(cls, envelope: np.ndarray, weighted: np.ndarray, lookahead: int,
            sample_rate: int) -> "_Surrogate":
         d = _block_divisor(sample_rate)
-        n = weighted.shape[-1]
-        blocks = -(-n // d)
-        power = np.einsum("cn,cn->n", weighted, weighted)
-        power = np.pad(power, (0, blocks * d - n)).reshape(blocks, d).mean(axis=1)
+        blocks = -(-weighted.shape[-1] // d)
         la = max(1, int(round(lookahead / d)))
-        need = blocks + la - 1
-        env = envelope[:need * d] if envelope.shape[0] >= need * d else np.pad(
-            envelope, (0, need * d - envelope.shape[0]))
-        env = np.ascontiguousarray(env.reshape(need, d).max(axis=1))
-        return cls(env, np.sqrt(power)[None], la, sample_rate / d, blocks)
+        env, rms = _decimate(envelope, np.ascontiguousarray(weighted, dtype=np.float64), d,
+                             blocks + la - 1)
+        return cls(env, rms[None], la, sample_rate / d, blocks)
 
     def loudness(self, gain_db: float, ceiling_dbtp: float, release_ms: float) -> float:
         g = limiter_gain(self.envelope, self.blocks, gain_db, ceiling_dbtp, release_ms,

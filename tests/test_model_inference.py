@@ -137,3 +137,28 @@ def test_export_keeps_the_model_and_drops_training_state(case, tmp_path):
     assert shipped["training"]["config"] == {"seed": 0}
     for k, v in net.state_dict().items():
         assert torch.equal(shipped["model"][k], v)
+
+
+def test_relative_faders_start_from_the_balance_point():
+    """A relative-fader model's prediction is its head's fader plus the dB that bring each stem
+    to the median stem level, read off the log-mels: a stem 12 dB hotter gets 12 dB less."""
+    from automix.model.features import fader_offsets_db, log_mel
+    from automix.model.predict import predict_from_mels
+
+    rng = np.random.default_rng(3)
+    noise = torch.tensor(rng.standard_normal((1, 2, 44100)) * 0.05, dtype=torch.float32)
+    mels = torch.cat([log_mel(noise * g, 44100) for g in (1.0, 10 ** (12 / 20), 10 ** (-6 / 20))])
+    off = fader_offsets_db(mels)
+    assert off.tolist() == pytest.approx([0.0, -12.0, 6.0], abs=0.05)
+    # a padded track changes nothing for the real ones and gets 0
+    padded = torch.cat([mels, torch.full_like(mels[:1], -100.0)])
+    off4 = fader_offsets_db(padded, torch.tensor([True, True, True, False]))
+    assert off4[:3].tolist() == pytest.approx(off.tolist(), abs=1e-9) and off4[3] == 0
+    torch.manual_seed(0)
+    absolute, relative = AutomixNet(dim=32, depth=1, heads=2), AutomixNet(dim=32, depth=1, heads=2,
+                                                                          relative_faders=True)
+    relative.load_state_dict(absolute.state_dict())
+    ref = log_mel(noise, 44100)[0]
+    a, _ = predict_from_mels(absolute, mels, [True] * 3, ref)
+    r, _ = predict_from_mels(relative, mels, [True] * 3, ref)
+    assert (r["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)

@@ -189,14 +189,35 @@ def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict:
 
 # --------------------------------------------------------------------------- rendering
 
-def render_prediction(track_norm, master_norm, batch, sample_rate: int, true_ceiling: bool = True):
-    """The console's master for predicted normalized parameters on the raw stems (float32)."""
+_GAIN = [spec.name for spec in TRACK_SPECS].index("gain_db")
+_GAIN_SPEC = TRACK_SPECS[_GAIN]
+
+
+def with_model_targets(model, batch: dict) -> dict:
+    """The batch with its fader targets in the model's terms: for a ``relative_faders`` model,
+    each true fader minus the balance point the model predicts from (computed from the same
+    log-mels the model reads), kept as ``batch["fader_offset_db"]`` for rendering."""
+    if not model.config.get("relative_faders"):
+        return batch
+    offsets = model.fader_offsets(batch["stem_mels"], batch["mask"]).to(batch["track_params"].dtype)
+    tp = batch["track_params"].clone()
+    absolute = _GAIN_SPEC.to_physical(tp[..., _GAIN])
+    tp[..., _GAIN] = _GAIN_SPEC.to_normalized(absolute - offsets).clamp(0.0, 1.0)
+    return dict(batch, track_params=tp, fader_offset_db=offsets)
+
+
+def render_prediction(track_norm, master_norm, batch, sample_rate: int, true_ceiling: bool = True,
+                      offsets=None):
+    """The console's master for predicted normalized parameters on the raw stems (float32);
+    ``offsets`` (B, N) dB are added to the predicted faders (a relative-fader model's)."""
     from automix.console import console
     master_norm = master_norm.float()
     if true_ceiling:  # the user sets the ceiling; the prediction's is not heard in the reference
         master_norm = torch.cat([master_norm[:, :_CEILING], batch["master_params"][:, _CEILING:_CEILING + 1],
                                  master_norm[:, _CEILING + 1:]], 1)
     tp = to_physical(track_norm.float(), TRACK_SPECS)
+    if offsets is not None:
+        tp["gain_db"] = tp["gain_db"] + offsets.float()
     mp = to_physical(master_norm, MASTER_SPECS)
     _, master = console(batch["stems"].float(), batch["mask"], batch["is_stereo"], tp, mp, sample_rate)
     return master
@@ -292,7 +313,7 @@ def validate(model, c: Mapping, device, sample_rate: int, autocast) -> dict:
     for b in range(n_batches):
         keys = [(0, (b * bs + j) % len(ds_p)) for j in range(bs)]
         ds = ds_r if b < n_render else ds_p
-        batch = to_device(collate_pairs([ds[k] for k in keys]), device)
+        batch = with_model_targets(model, to_device(collate_pairs([ds[k] for k in keys]), device))
         with autocast():
             track, master = model(batch["stem_mels"], batch["mask"], batch["is_stereo"],
                                   batch["reference_mel"])
@@ -300,7 +321,8 @@ def validate(model, c: Mapping, device, sample_rate: int, autocast) -> dict:
                                batch["mask"])) * len(keys)
         n += len(keys)
         if b < n_render:
-            pred = render_prediction(track, master, batch, sample_rate).cpu().numpy()
+            pred = render_prediction(track, master, batch, sample_rate,
+                                     offsets=batch.get("fader_offset_db")).cpu().numpy()
             naive = equal_loudness_sum(batch["stems"], batch["mask"], sample_rate).cpu().numpy()
             target = batch["target"].cpu().numpy()
             for i in range(len(keys)):
@@ -400,7 +422,8 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
         if not init.is_file():
             raise AutomixError(f"trainer.init_weights={init}: no such checkpoint file")
         data = load_checkpoint(init, map_location="cpu")
-        if dict(data.get("model_config") or {}) != dict(model.config):
+        arch = lambda cfg: {k: v for k, v in dict(cfg or {}).items() if k != "relative_faders"}  # noqa: E731
+        if arch(data.get("model_config")) != arch(model.config):
             raise AutomixError(f"{init}: its model config {data.get('model_config')} differs from this "
                                f"run's {dict(model.config)}; set model.* to match")
         model.load_state_dict(data["model"])
@@ -455,7 +478,7 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
         it = iter(loader)
         t0 = time.perf_counter()
         while step < stop_at:
-            batch = to_device(next(it), device)
+            batch = with_model_targets(model, to_device(next(it), device))
             with autocast():
                 track, master = net(batch["stem_mels"], batch["mask"], batch["is_stereo"],
                                     batch["reference_mel"])
@@ -464,7 +487,7 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
                 terms["param"] = param_loss(track, master, batch["track_params"],
                                             batch["master_params"], batch["mask"])
             if audio:
-                pred = render_prediction(track, master, batch, sr)
+                pred = render_prediction(track, master, batch, sr, offsets=batch.get("fader_offset_db"))
                 terms.update(audio_losses(pred, batch["target"], sr, weights, stft))
             loss = total_loss(terms, weights)
             if not torch.isfinite(loss):

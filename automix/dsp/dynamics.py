@@ -166,7 +166,7 @@ class CompressorParams:
                                                              "makeup_db")), c_att, c_rel])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _level(x, out):
     """``out[i] = max(max_c |x[c, i]|, LEVEL_FLOOR)``: the detector before :func:`amp_to_db`."""
     channels, n = x.shape
@@ -178,7 +178,7 @@ def _level(x, out):
             out[i] = a if a > out[i] else out[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gain_path(log_level, p, state):
     """In place over ``log_level`` (natural log of the level, per sample): :func:`gain_computer`,
     :func:`ballistics` (state carried in ``state[0]``) and makeup, leaving the gain in nepers
@@ -254,7 +254,7 @@ def limit_in_place(x: np.ndarray, ceiling_dbtp: float, release_ms: float, lookah
                   _LIMITER_BLOCK)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hold_release_average(required, first, c_rel, L, q_val, q_idx, qs, ring, state, gains):
     """The limiter's sequential part for one block: ``required`` gains (count,) at detector
     positions ``first, first + 1, ...`` -> ``gains`` (count,) after hold (running minimum over
@@ -296,7 +296,7 @@ def _hold_release_average(required, first, c_rel, L, q_val, q_idx, qs, ring, sta
     state[0] = released
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _limit_kernel(x, H, ceiling, c_rel, L, block):
     channels, n = x.shape
     R = _REACH
@@ -348,7 +348,7 @@ def _limit_kernel(x, H, ceiling, c_rel, L, block):
 # loudness search: the limiter's detector once, then the limiter at many gains
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _envelope_kernel(x, H, L, block):
     channels, n = x.shape
     R = (H.shape[1] - 1) // 2
@@ -380,7 +380,7 @@ def limiter_envelope(x: np.ndarray, lookahead: int) -> np.ndarray:
                             int(lookahead), _LIMITER_BLOCK)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _limiter_gain_kernel(env, scale, ceiling, c_rel, L, n, block):
     """The limiter's gain per output sample (n,) for an input scaled by ``scale`` (included)."""
     N = env.shape[0]

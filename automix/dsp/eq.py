@@ -144,7 +144,7 @@ def sos_matrix(bands: list[Band], sample_rate: float) -> np.ndarray:
 _FLUSH = 1e-200
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sos_filter_inplace(sos, x, zi):
     """Cascaded second-order sections over rows ``x`` (channels, n) float64, in place, with
     state ``zi`` (sections, channels, 2) updated: ``scipy.signal.sosfilt``'s recursion
@@ -181,7 +181,7 @@ def sos_filter_inplace(sos, x, zi):
             x[c, i] = v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sos_stereo(sos, x, zi):
     """:func:`sos_filter_inplace` for two channels, both in one loop body (twice the
     independent work per step for the CPU to overlap), with the same operations per channel."""

@@ -38,7 +38,7 @@ def pan_and_width(x, pan, width, is_stereo):
     return torch.stack((x[..., 0, :] * gl.unsqueeze(-1), x[..., 1, :] * gr.unsqueeze(-1)), dim=-2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pan_width_accumulate(x, pre_gain, width, gl, gr, out):
     """Render path, one block: ``out += pan(width(x * pre_gain))`` with pan gains ``gl, gr``
     (from :func:`pan_gains`), ``x`` (1 or 2, n) float64, ``out`` (2, n) float64.  The operations

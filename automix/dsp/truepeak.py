@@ -49,7 +49,7 @@ def polyphase_matrix_f32(factor: int) -> np.ndarray:
     return np.ascontiguousarray(polyphase_matrix(factor).T, dtype=np.float32)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def abs_max_block(seg, H, count, acc, out):
     """``out[k] = max(out[k], max_p |sum_i H[p, i] * seg[k + i]|)`` for ``k < count``: the
     oversampled peak over ``[n, n+1)`` of the sample at ``seg[k + REACH]`` (float32, as in
@@ -79,7 +79,7 @@ def abs_max_block(seg, H, count, acc, out):
                 out[k] = a
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _true_peak_rows(x, H, block):
     """max over rows and samples of :func:`abs_max_block`, streaming (float32, no copies)."""
     rows, n = x.shape

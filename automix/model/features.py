@@ -58,3 +58,17 @@ def log_mel_long(audio: torch.Tensor, sample_rate: int, max_items: int = 1) -> t
     """:func:`log_mel` of ``(N, 2, T)`` a few items at a time (a full song's STFT is large)."""
     return torch.cat([log_mel(audio[i:i + max_items], sample_rate)
                       for i in range(0, audio.shape[0], max_items)])
+
+
+def fader_offsets_db(stem_mels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(..., N, 2, M, F)`` stem log-mels -> ``(..., N)`` dB that bring each stem to the median
+    stem level (levels read off the log-mels themselves, so training and inference agree; 0 on
+    padded tracks; at most +-24 dB).  A network with ``relative_faders`` predicts each fader
+    from this loudness-balanced point, so its prior centre is a balanced mix, not the raw
+    stem levels."""
+    level = 10 * torch.log10(torch.pow(10.0, stem_mels.double() / 10).mean((-3, -2, -1)) + 1e-12)
+    if mask is None:
+        mask = torch.ones(level.shape, dtype=torch.bool, device=level.device)
+    median = torch.nanmedian(level.masked_fill(~mask, float("nan")), dim=-1, keepdim=True).values
+    offsets = torch.where(mask, (median - level).clamp(-24.0, 24.0), torch.zeros_like(level))
+    return torch.nan_to_num(offsets).to(stem_mels.dtype)

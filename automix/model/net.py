@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..params import MASTER_SPECS, TRACK_SPECS
-from .features import N_MELS
+from .features import N_MELS, fader_offsets_db
 
 
 class Encoder(nn.Module):
@@ -46,10 +46,12 @@ class Encoder(nn.Module):
 
 class AutomixNet(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 6, ff_mult: int = 2,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, relative_faders: bool = False):
         super().__init__()
+        # relative_faders: the gain head predicts each fader from the loudness-balanced point
+        # (features.fader_offsets_db) instead of from the raw stem level
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
-                       "dropout": dropout}
+                       "dropout": dropout, "relative_faders": bool(relative_faders)}
         self.encoder = Encoder(dim)
         self.kind = nn.Embedding(3, dim)  # 0 track, 1 reference, 2 master
         self.stereo = nn.Embedding(2, dim)
@@ -65,6 +67,12 @@ class AutomixNet(nn.Module):
             with torch.no_grad():  # sigmoid(bias) = the normalized default
                 d = torch.tensor([float(s.to_normalized(s.default)) for s in specs])
                 head.bias.copy_(torch.logit(d.clamp(0.02, 0.98)))
+
+    def fader_offsets(self, stem_mels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """dB added to the predicted faders (B, N): the balance point, or 0 for absolute faders."""
+        if self.config.get("relative_faders"):
+            return fader_offsets_db(stem_mels, mask)
+        return torch.zeros(mask.shape, dtype=stem_mels.dtype, device=stem_mels.device)
 
     def forward(self, stem_mels: torch.Tensor, mask: torch.Tensor, is_stereo: torch.Tensor,
                 reference_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
