@@ -164,12 +164,22 @@ def _write_result(result, out: Path, bit_depth) -> None:
     print(f"wrote {', '.join(n for n in OUTPUT_NAMES if (out / n).exists())} to {out}")
 
 
+def _import_report_in_background() -> None:
+    """matplotlib takes ~1 s to import; done while the audio work (mostly GIL-free kernels)
+    runs, the report is ready to draw when the master is."""
+    import importlib
+
+    from . import background
+    background.submit(importlib.import_module, "automix.report")
+
+
 def cmd_mix(args) -> int:
     from .api import mix
 
     stems = Path(args.stems)
     out = prepare_output_dir(Path(args.output), [stems, Path(args.reference)], args.force, OUTPUT_NAMES)
     progress = Progress("automix")
+    _import_report_in_background()
     result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
                  amounts=_amounts(args), refine_steps=args.refine_steps,
                  device=_device(args.device), model=args.model, progress=progress.note)
@@ -184,6 +194,7 @@ def cmd_master(args) -> int:
     out = prepare_output_dir(Path(args.output), [mix_path, Path(args.reference)], args.force,
                              OUTPUT_NAMES)
     progress = Progress("automix master")
+    _import_report_in_background()
     result = master(mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
                     amounts=_amounts(args), device=_device(args.device), progress=progress.note)
     _write_result(result, out, args.bit_depth)
