@@ -60,35 +60,13 @@ def log_mel_long(audio: torch.Tensor, sample_rate: int, max_items: int = 1) -> t
                       for i in range(0, audio.shape[0], max_items)])
 
 
-@functools.lru_cache(maxsize=1)
-def _band_widths_hz() -> torch.Tensor:
-    """Width of each mel triangle (Slaney mel scale, F_MIN..F_MAX): a band's value is the mean
-    power of its bins, so the band's share of the total power scales with its width."""
-    def mel(f):
-        return f / (200.0 / 3) if f < 1000.0 else 15.0 + math.log(f / 1000.0) / (math.log(6.4) / 27)
-
-    def hz(m):
-        return m * 200.0 / 3 if m < 15.0 else 1000.0 * math.exp((m - 15.0) * math.log(6.4) / 27)
-
-    lo, hi = mel(F_MIN), mel(F_MAX)
-    points = [hz(lo + (hi - lo) * k / (N_MELS + 1)) for k in range(N_MELS + 2)]
-    return torch.tensor([points[b + 2] - points[b] for b in range(N_MELS)], dtype=torch.float64)
-
-
-def mel_levels_db(stem_mels: torch.Tensor) -> torch.Tensor:
-    """``(..., 2, M, F)`` log-mels -> ``(...)`` power level in dB (mid + side, bands weighted by
-    their width: an RMS level, so a cymbal is not under-read against a bass)."""
-    power = torch.pow(10.0, stem_mels.double() / 10).mean(-1).sum(-2)  # (..., M)
-    return 10 * torch.log10((power * _band_widths_hz().to(power.device)).sum(-1) + 1e-12)
-
-
 def fader_offsets_db(stem_mels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``(..., N, 2, M, F)`` stem log-mels -> ``(..., N)`` dB that bring each stem to the median
-    stem level (:func:`mel_levels_db`, read off the log-mels themselves, so training and
-    inference agree; 0 on padded tracks; at most +-24 dB).  A network with ``relative_faders``
-    predicts each fader from this balanced point, so its prior centre is a balanced mix, not
-    the raw stem levels."""
-    level = mel_levels_db(stem_mels)
+    stem level (levels read off the log-mels themselves, so training and inference agree; 0 on
+    padded tracks; at most +-24 dB).  A network with ``relative_faders`` predicts each fader
+    from this loudness-balanced point, so its prior centre is a balanced mix, not the raw
+    stem levels."""
+    level = 10 * torch.log10(torch.pow(10.0, stem_mels.double() / 10).mean((-3, -2, -1)) + 1e-12)
     if mask is None:
         mask = torch.ones(level.shape, dtype=torch.bool, device=level.device)
     median = torch.nanmedian(level.masked_fill(~mask, float("nan")), dim=-1, keepdim=True).values
