@@ -266,9 +266,7 @@ def short_term_loudness_of_weighted(weighted: np.ndarray, sample_rate: int,
 
 def short_term_loudness(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """3 s short-term loudness every 100 ms, in LUFS (floored at FLOOR_DB)."""
-    audio = _as_channels(audio)
-    ms = _weighted_hops(audio, sample_rate).window_mean_squares(SHORT_TERM_S)
-    return np.maximum(_lufs(ms), FLOOR_DB)
+    return short_term_loudness_of_weighted(k_weight(_as_channels(audio), sample_rate), sample_rate)
 
 
 def loudness_range(short_term: np.ndarray) -> float:
