@@ -389,10 +389,14 @@ def mid_side(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (audio[0] + audio[1]), 0.5 * (audio[0] - audio[1])
 
 
-def tonal_balance(audio: np.ndarray, sample_rate: int) -> dict:
-    """1/3-octave band power of mid and side, each in dB relative to its own mean band power."""
+def tonal_balance(audio: np.ndarray, sample_rate: int, spectra=None) -> dict:
+    """1/3-octave band power of mid and side, each in dB relative to its own mean band power.
+    ``spectra``: this audio's (mid, side, ...) Welch spectra when already computed (used if
+    they are on this function's own grid)."""
     audio = _as_channels(audio)
-    psd = np.stack(mid_side_power_spectra(audio, sample_rate)[:2])
+    if spectra is None or (len(spectra[0]) - 1) * 2 != welch_segment(sample_rate, audio.shape[-1]):
+        spectra = mid_side_power_spectra(audio, sample_rate)
+    psd = np.stack(spectra[:2])
     bands = psd @ band_matrix(sample_rate, (psd.shape[-1] - 1) * 2).T        # (2, N_BANDS)
     db = _normalized_db(bands, bands.mean(-1, keepdims=True), np.log10)
     db = np.where(bands > 0.0, np.maximum(db, FLOOR_DB), FLOOR_DB)   # floor exactly, not ~1e-14 off
@@ -428,8 +432,9 @@ def _db(x: float) -> float:
 # analyze
 # ---------------------------------------------------------------------------------------------
 
-def analyze(audio: np.ndarray, sample_rate: int) -> dict:
-    """Every metric of the module docstring for ``audio`` (channels, samples), as plain data."""
+def analyze(audio: np.ndarray, sample_rate: int, spectra=None) -> dict:
+    """Every metric of the module docstring for ``audio`` (channels, samples), as plain data.
+    ``spectra``: see :func:`tonal_balance`."""
     audio = _as_channels(audio)
     sample_rate = int(sample_rate)
     true_peak = background.submit(true_peak_linear, audio)  # overlaps the loudness and spectra
@@ -440,7 +445,7 @@ def analyze(audio: np.ndarray, sample_rate: int) -> dict:
     sp = float(np.abs(audio).max())
     rms = float(np.sqrt(np.mean(audio * audio)))
     width = stereo_width_db(audio)
-    tonal = tonal_balance(audio, sample_rate)
+    tonal = tonal_balance(audio, sample_rate, spectra)
     tp = true_peak.result()
     return {
         "duration_s": audio.shape[1] / sample_rate,

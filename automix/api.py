@@ -29,6 +29,8 @@ from .settings import (FORMAT, VERSION, compressor_from_params, master_from_para
 
 MIN_REFERENCE_S = 3.0
 MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
+PROBE_MIN_S = 90.0            # longer mixes: the master's first pass runs on excerpts
+PROBE_PARTS, PROBE_PART_S = 6, 10.0
 CENTRE_NAMES = re.compile(r"kick|bass|sub|snare|vox|vocal|voice|lead|mono", re.I)
 
 
@@ -138,6 +140,22 @@ def heuristic_start(names, loudness, peaks_db, is_stereo) -> dict:
     return p
 
 
+def probe_excerpts(audio: np.ndarray, sr: int, parts: int | None = None,
+                   seconds: float | None = None) -> np.ndarray:
+    """``parts`` evenly spaced excerpts of ``seconds`` each (default ``PROBE_PARTS`` x
+    ``PROBE_PART_S``), joined with 5 ms fades (no clicks at the seams): a long song's
+    statistics at a fraction of its length."""
+    parts, seconds = parts or PROBE_PARTS, seconds or PROBE_PART_S
+    run, n = int(seconds * sr), audio.shape[1]
+    if parts * run >= n:
+        raise ValueError("probe_excerpts: the excerpts would not be shorter than the audio")
+    fade = np.ones(run)
+    ramp = np.sin(np.linspace(0, np.pi / 2, int(0.005 * sr))) ** 2
+    fade[:ramp.size], fade[run - ramp.size:] = ramp, ramp[::-1]
+    starts = np.linspace(0, n - run, parts).round().astype(int)
+    return np.concatenate([audio[:, s:s + run] * fade for s in starts], axis=1)
+
+
 def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: float) -> dict:
     """Master glue compressor whose measured loudness range comes closest to ``target_lra``
     (a small search on a 4x-decimated copy; no compression when the mix is already tighter)."""
@@ -162,15 +180,23 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
     return best
 
 
+def measure_mix(mix: np.ndarray, sr: int) -> tuple[dict, Spectra]:
+    """The mix's analysis and the spectra the master fit needs: one set of FFTs for both."""
+    spectra = Spectra.of(mix, sr)
+    return analysis.analyze(mix, sr, spectra=(spectra.mid, spectra.side)), spectra
+
+
 def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
                  target_lufs: float | None, ceiling: float, amounts: Amounts, device: str = "cpu",
-                 predicted: dict | None = None, refine_steps: int = 300):
+                 predicted: dict | None = None, refine_steps: int = 300,
+                 spectra: Spectra | None = None):
     """Master chain settings for ``mix`` (2, T) so the master matches ``reference``.
 
     ``predicted``: the network's master parameters (physical), the start of the tone fit; with
     ``refine_steps`` 0 they are used as they are (EQ and width scaled by the amounts, the
     network's compressor instead of the loudness-range search).  The gain and limiter always
-    come from the loudness search, which measures the rendered result.
+    come from the loudness search, which measures the rendered result.  ``spectra``: the
+    mix's (:func:`measure_mix`), when already computed.
     """
     start = {k: v for k, v in defaults(MASTER_SPECS, (), torch.float64).items()}
     if predicted is not None:
@@ -179,7 +205,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         for k in EQ_GAIN_KEYS:
             start[k] = start[k] * amounts.tone
         start["width"] = 1.0 + (start["width"] - 1.0) * amounts.width
-    spectra = Spectra.of(mix, sr)
+    spectra = spectra or Spectra.of(mix, sr)
     target = predict_master(spectra, start, sr).moved(
         Target.of(reference), Target.of(mix_features), amounts.tone, amounts.width)
     mix_lra = mix_features["loudness_range_lu"]
@@ -192,8 +218,18 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
     mix_plr = mix_features["plr_db"]
     target_plr = mix_plr + amounts.dynamics * (reference["plr_db"] - mix_plr)
+    # Two passes: the first only measures how the compressor and limiter tilt the spectrum
+    # (heavy limiting dulls the top), the second aims off by that.  On a long mix the first
+    # pass runs on evenly spaced excerpts: the tilt is a smooth, slowly varying correction.
+    two_passes = refine_steps > 0 and amounts.tone > 0
+    probe, probe_spectra, probe_goal = mix, spectra, goal
+    if two_passes and mix.shape[1] > PROBE_MIN_S * sr:
+        probe = probe_excerpts(mix, sr)
+        probe_spectra = Spectra.of(probe, sr)
+        probe_goal = goal + analysis.integrated_loudness(probe, sr) - mix_features["integrated_lufs"]
     aim = target
     for attempt in range(2):
+        signal = probe if attempt == 0 and two_passes else mix
         if refine_steps > 0:  # the second pass continues from the first: fewer steps
             fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device,
                                         steps=refine_steps if attempt == 0 else max(refine_steps // 3, 1),
@@ -209,27 +245,25 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         master["limiter"]["ceiling_dbtp"] = float(np.clip(goal + target_plr, ceiling - 6.0, ceiling))
         master["compressor"] = compressor_settings
         master["gain_db"] = 0.0
-        pre = np.empty_like(mix)
+        pre = np.empty_like(signal)
         chain = MasterPre(master, sr)
-        for s in range(0, mix.shape[1], BLOCK):
-            pre[:, s:s + BLOCK] = chain.process(mix[:, s:s + BLOCK])
-        # the second pass starts from the release the first one needed
-        releases = LIMITER_RELEASES_MS if attempt == 0 else tuple(
+        for s in range(0, signal.shape[1], BLOCK):
+            pre[:, s:s + BLOCK] = chain.process(signal[:, s:s + BLOCK])
+        # the second pass starts from the release the first one needed (on the same signal)
+        releases = LIMITER_RELEASES_MS if attempt == 0 or probe is not mix else tuple(
             r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])
-        loud = loudness_stage(pre, master["limiter"], goal, sr, releases)
+        loud = loudness_stage(pre, master["limiter"], probe_goal if signal is probe else goal, sr,
+                              releases)
         gain = master["gain_db"] = loud["gain_db"]
         master["limiter"] = loud["limiter"]
-        if attempt == 1 or amounts.tone == 0 or refine_steps == 0:
+        if attempt == 1 or not two_passes:
             break
-        # The compressor and limiter tilt the spectrum (heavy limiting dulls the top): measure
-        # the limited master, and aim the second fit off by what the first one missed.
         lim = master["limiter"]
         limited = limit_scaled(pre, loud["envelope"], gain, lim["ceiling_dbtp"], lim["release_ms"],
                                lookahead_samples(lim["lookahead_ms"], sr), sr)
         got = Target.of({"tonal_balance": analysis.tonal_balance(limited, sr),
                          "width_db": analysis.stereo_width_db(limited)})
-        predicted = predict_master(spectra, fitted, sr)
-        aim = aim.shifted(predicted, got)
+        aim = aim.shifted(predict_master(probe_spectra, fitted, sr), got)
     # The master itself, from the last pass's pre-limiter signal (rendered at gain 1): scaling
     # it by the gain is the render executor's own last operation before the limiter, so this is
     # bit-identical to render_master(mix, master) without running the chain a third time.
@@ -412,10 +446,10 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         mix_audio = _render_mix(settings, stems)
 
     say("mastering")
-    mix_features = analysis.analyze(mix_audio, sr)
+    mix_features, mix_spectra = measure_mix(mix_audio, sr)
     settings["master"], goal, master_final = master_stage(
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
-        predicted=master_start, refine_steps=refine_steps)
+        predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
     settings = validate(settings, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
@@ -467,11 +501,12 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     for s in range(0, audio.shape[1], BLOCK):
         strip.process(audio[:, s:s + BLOCK], stereo_mix[:, s:s + BLOCK])
     del audio
-    mix_features = analysis.analyze(stereo_mix, sr)
+    mix_features, mix_spectra = measure_mix(stereo_mix, sr)
     ref_features = ref_job.result()
     say("mastering")
     master_settings, goal, master_final = master_stage(stereo_mix, sr, ref_features, mix_features,
-                                                       target_lufs, ceiling, amounts, device)
+                                                       target_lufs, ceiling, amounts, device,
+                                                       spectra=mix_spectra)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
                          "tracks": [track], "master": master_settings}, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,

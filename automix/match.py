@@ -28,7 +28,6 @@ from .dsp.eq import Band, frequency_response
 from .dsp.stereo import pan_gains
 from .params import MASTER_SPECS, TRACK_SPECS, spec_index
 
-NPERSEG = 8192
 FADER_RANGE_DB = 12.0
 EQ_GAIN_KEYS = ("eq1_lowshelf.gain_db", "eq2_peak.gain_db", "eq3_peak.gain_db",
                 "eq4_peak.gain_db", "eq5_highshelf.gain_db")
@@ -52,7 +51,18 @@ class Spectra:
 
     @classmethod
     def of(cls, audio: np.ndarray, sample_rate: int) -> "Spectra":
-        return cls(*analysis.mid_side_power_spectra(audio, sample_rate, NPERSEG))
+        """On the analysis' own Welch grid (``analysis.welch_segment``, full resolution for
+        any signal), so :func:`automix.analysis.analyze` can reuse them."""
+        return cls(*analysis.mid_side_power_spectra(audio, sample_rate, fit_segment(sample_rate)))
+
+    @property
+    def nperseg(self) -> int:
+        return (len(self.mid) - 1) * 2
+
+
+def fit_segment(sample_rate: int) -> int:
+    """The fits' Welch segment: the analysis' segment of a long signal (~2.7 Hz bins)."""
+    return analysis.welch_segment(sample_rate, 1 << 40)
 
 
 @dataclass
@@ -115,10 +125,11 @@ def _cell_matrix(edges: np.ndarray, sample_rate: int, nperseg: int) -> np.ndarra
 class _Model:
     """Spectra summarised on 1/12-octave cells; the EQ's |H|^2 evaluated at cell centres."""
 
-    def __init__(self, sample_rate: int):
+    def __init__(self, sample_rate: int, nperseg: int | None = None):
         self.sr = sample_rate
         edges = _subband_edges(sample_rate)
-        self.cells = _torch(_cell_matrix(edges, sample_rate, NPERSEG))   # (cells, bins)
+        nperseg = nperseg or fit_segment(sample_rate)
+        self.cells = _torch(_cell_matrix(edges, sample_rate, nperseg))   # (cells, bins)
         centres = np.sqrt(np.maximum(edges[:-1], 10.0) * edges[1:])
         self.omega = _torch(2 * np.pi * centres / sample_rate)
         n_inner = len(edges) - 3
@@ -244,7 +255,7 @@ def fit_mix(spectra: list[Spectra], is_stereo: list[bool], target: Target, start
 
 
 def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
-    model = _Model(sample_rate)
+    model = _Model(sample_rate, spectra[0].nperseg)
     specs = spec_index(TRACK_SPECS)
     mid = model.summarise(np.stack([s.mid for s in spectra]))
     side = model.summarise(np.stack([s.side for s in spectra]))
@@ -292,7 +303,7 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
 
 def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
     """What the model predicts for the master's tone and width under ``params``."""
-    model = _Model(sample_rate)
+    model = _Model(sample_rate, spectra.nperseg)
     with torch.no_grad():
         p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
         h = model.eq_power(p)
@@ -312,7 +323,7 @@ def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: 
 
 
 def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
-    model = _Model(sample_rate)
+    model = _Model(sample_rate, spectra.nperseg)
     specs = spec_index(MASTER_SPECS)
     mid, side = model.summarise(spectra.mid), model.summarise(spectra.side)
     start = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()}

@@ -399,3 +399,14 @@ def test_gradients_on_silence_are_finite(channels):
     assert torch.all(out[2] == A.FLOOR_DB)
     sum(o.sum() for o in out).backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_analyze_reuses_spectra_only_on_its_own_grid():
+    x = pink(44100, 3, seed=11)
+    plain = A.analyze(x, 44100)
+    same = A.mid_side_power_spectra(x, 44100)
+    assert A.analyze(x, 44100, spectra=same) == plain
+    coarse = A.mid_side_power_spectra(x, 44100, 4096)  # another grid: recomputed, not misread
+    assert A.analyze(x, 44100, spectra=coarse) == plain
+    tilted = (same[0] * np.linspace(1, 4, len(same[0])), same[1], same[2])
+    assert A.analyze(x, 44100, spectra=tilted)["tonal_balance"] != plain["tonal_balance"]  # used

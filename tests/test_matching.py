@@ -119,3 +119,38 @@ def test_api_master_is_the_render_executors_output(known_case):
     mix_again, master_again = render_settings(m.settings, root / "stems")
     assert np.array_equal(m.mix, mix_again)
     assert np.array_equal(m.master, master_again)
+
+
+def test_first_master_pass_on_excerpts(known_case, monkeypatch):
+    """A long mix's first master pass (which only measures the limiter's tilt) runs on
+    excerpts: the master still meets the loudness and ceiling, its tone stays within 0.3 dB of
+    the two full passes, and it is still exactly the render executor's output."""
+    from automix import api
+
+    root, out = known_case
+    full = automix.master(out / "mix.wav", root / "reference.wav")
+    monkeypatch.setattr(api, "PROBE_MIN_S", 4.0)   # this 8 s mix counts as long...
+    monkeypatch.setattr(api, "PROBE_PART_S", 1.0)  # ...and is probed by 6 x 1 s
+    probed = automix.master(out / "mix.wav", root / "reference.wav")
+    ref, got = probed.settings["analysis"]["reference"], probed.settings["analysis"]["master"]
+    assert probed.settings["master"]["eq"] != full.settings["master"]["eq"]  # the probe was used
+    assert analysis.loudness_error_lu(got, ref) <= min(0.5, analysis.loudness_error_lu(
+        full.settings["analysis"]["master"], ref) + 0.1)
+    assert got["true_peak_dbtp"] <= -1.0 + 1e-6
+    tone_full = analysis.tonal_error_db(full.settings["analysis"]["master"], ref, "mid")
+    assert analysis.tonal_error_db(got, ref, "mid") <= tone_full + 0.3
+    _, again = render_settings(probed.settings, out)
+    assert np.array_equal(probed.master, again)
+
+
+def test_probe_excerpts_are_even_and_click_free():
+    from automix.api import probe_excerpts
+
+    sr = 1000
+    x = np.ones((2, 100 * sr))
+    p = probe_excerpts(x, sr, parts=4, seconds=2.0)
+    assert p.shape == (2, 8 * sr)
+    assert np.all(p[:, ::2 * sr] == 0) and np.all(p[:, 1000] == 1)  # faded in, whole inside
+    ramp = np.arange(100 * sr, dtype=float)[None].repeat(2, 0)
+    starts = probe_excerpts(ramp, sr, parts=4, seconds=2.0)[0, 2 * sr - 1000::2 * sr] - 1000
+    assert np.allclose(starts, [0, 32667, 65333, 98000], atol=1)
