@@ -40,6 +40,7 @@ _EPS = 1e-20
 GRAPHIC_CENTRES_HZ = tuple(40.0 * 2 ** (k / 2) for k in range(18))   # 40 Hz .. 14.5 kHz
 GRAPHIC_Q = 2.0
 GRAPHIC_MAX_DB = 6.0
+MASTER_FIT_MIN_GAIN = 0.002  # the master tone fit stops once 25 steps gain less than 0.2 %
 
 
 @dataclass
@@ -217,15 +218,25 @@ def _unbounded(spec, value):
                                    -0.999, 0.999))
 
 
-def _optimize(variables: dict, closure, steps: int, lr: float, betas=(0.9, 0.999), eps=1e-8):
-    """Plain Adam (written out: torch.optim's first import costs seconds of start-up)."""
+def _optimize(variables: dict, closure, steps: int, lr: float, betas=(0.9, 0.999), eps=1e-8,
+              min_gain: float = 0.0, every: int = 25):
+    """Plain Adam (written out: torch.optim's first import costs seconds of start-up).  With
+    ``min_gain`` > 0 it stops early once ``every`` steps lower the loss by less than that
+    fraction (a converged fit: further steps change the result by hundredths of a dB)."""
     params = list(variables.values())
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
+    checkpoint = None
     for step in range(1, steps + 1):
         for p in params:
             p.grad = None
-        closure().backward()
+        loss = closure()
+        loss.backward()
+        if min_gain > 0 and step % every == 1:
+            value = float(loss.detach())
+            if checkpoint is not None and checkpoint - value < min_gain * abs(checkpoint):
+                break
+            checkpoint = value
         with torch.no_grad():
             for p, mi, vi in zip(params, m, v):
                 mi.mul_(betas[0]).add_(p.grad, alpha=1 - betas[0])
@@ -349,6 +360,6 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
         reg = reg + 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
         return loss + reg + 0.05 * (p["width"] - start["width"]) ** 2
 
-    final = _optimize(raw, closure, steps, lr=0.05)
+    final = _optimize(raw, closure, steps, lr=0.05, min_gain=MASTER_FIT_MIN_GAIN)
     with torch.no_grad():
         return {k: v.detach().cpu() for k, v in physical().items()}, final
