@@ -272,6 +272,12 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     return master, goal, final
 
 
+def _reference_features(path, sr: int) -> tuple[dict, list[str]]:
+    """The reference read, checked and analysed at ``sr`` (a background job), and its notes."""
+    audio, _, notes = load_reference(path, sr)
+    return analysis.analyze(audio, sr), notes
+
+
 def _analyze_all(result_settings, reference, mix, master, sr, goal, ceiling, source):
     result_settings["target"] = {"lufs": goal, "true_peak_dbtp": ceiling, "source": source}
     result_settings["analysis"] = {"reference": reference,
@@ -478,17 +484,15 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
     mix_path = Path(mix_path)
+    sr = audio_info(mix_path).sample_rate
+    say("analysing")
+    ref_job = background.submit(_reference_features, reference, sr)  # while the mix is read
     audio, sr = read_audio(mix_path)
     notes = []
     clipped = int((np.abs(audio) >= 0.9999).sum())
     if clipped > 2:
         notes.append(f"{mix_path.name} clips ({clipped} samples at full scale): the master keeps "
                      "that distortion; export the mix with headroom if you can")
-    ref_audio, _, ref_notes = load_reference(reference, sr)
-    notes += ref_notes
-    say("analysing")
-    ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the mix is measured
-    del ref_audio
     mono = audio.shape[0] == 1
     # the mix is one "track" with a neutral strip; a mono file gets +3.01 dB to undo the pan law
     track = {"name": mix_path.stem, "file": mix_path.name, "eq": [], "compressor": {},
@@ -502,7 +506,8 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
         strip.process(audio[:, s:s + BLOCK], stereo_mix[:, s:s + BLOCK])
     del audio
     mix_features, mix_spectra = measure_mix(stereo_mix, sr)
-    ref_features = ref_job.result()
+    ref_features, ref_notes = ref_job.result()
+    notes += ref_notes
     say("mastering")
     master_settings, goal, master_final = master_stage(stereo_mix, sr, ref_features, mix_features,
                                                        target_lufs, ceiling, amounts, device,
