@@ -149,15 +149,17 @@ def _amounts(args):
 
 
 def _write_result(result, out: Path, bit_depth) -> None:
+    from . import background
     from .audio import write_audio
     from .report import summary_text, write_report
     from .settings import save_settings
 
+    report = background.submit(write_report, out / "report.png", result.settings)  # beside the WAVs
     if result.mix is not None:
         write_audio(out / "mix.wav", result.mix, result.sample_rate, bit_depth)
     write_audio(out / "master.wav", result.master, result.sample_rate, bit_depth)
     save_settings(out / "settings.json", result.settings)
-    write_report(out / "report.png", result.settings)
+    report.result()
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(summary_text(result.settings["analysis"]))

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # no pyplot: no global state, safe in a worker thread
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .audio import atomic_path  # noqa: E402
+from .audio import atomic_path
 
 _COLOURS = {"reference": "black", "mix": "tab:blue", "master": "tab:red"}
 _ROWS = [("integrated_lufs", "loudness (LUFS)"), ("true_peak_dbtp", "true peak (dBTP)"),
@@ -31,7 +28,8 @@ def summary_text(analysis: dict) -> str:
 
 def write_report(path, settings: dict) -> Path:
     analysis = settings["analysis"]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8), gridspec_kw={"height_ratios": [1, 1]})
+    fig = Figure(figsize=(13, 8))
+    axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1, 1]})
     for ax, part, title in ((axes[0, 0], "mid_db", "tonal balance, mid"),
                             (axes[0, 1], "side_db", "tonal balance, side")):
         for name, colour in _COLOURS.items():
@@ -62,7 +60,6 @@ def write_report(path, settings: dict) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
     return path
 
 
