@@ -211,9 +211,10 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     mix_lra = mix_features["loudness_range_lu"]
     target_lra = mix_lra + amounts.dynamics * (reference["loudness_range_lu"] - mix_lra)
     if predicted is not None and refine_steps == 0:
+        compressor_job = None
         compressor_settings = master_from_params(start)["compressor"] if amounts.dynamics > 0 else {}
-    else:
-        compressor_settings = choose_compressor(mix, sr, target_lra, mix_lra)
+    else:  # its numba kernels run beside the first tone fit
+        compressor_job = background.submit(choose_compressor, mix, sr, target_lra, mix_lra)
     goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
     goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
     mix_plr = mix_features["plr_db"]
@@ -243,6 +244,8 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # loudness) is matched by limiting to its peak-to-loudness ratio: a lower limiter ceiling.
         # (at most 6 dB under the ceiling: beyond that the limiter would be heard)
         master["limiter"]["ceiling_dbtp"] = float(np.clip(goal + target_plr, ceiling - 6.0, ceiling))
+        if compressor_job is not None:
+            compressor_settings, compressor_job = compressor_job.result(), None
         master["compressor"] = compressor_settings
         master["gain_db"] = 0.0
         pre = np.empty_like(signal)
