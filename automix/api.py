@@ -182,7 +182,7 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
 
 def measure_mix(mix: np.ndarray, sr: int) -> tuple[dict, Spectra]:
     """The mix's analysis and the spectra the master fit needs: one set of FFTs for both."""
-    spectra = Spectra.of(mix, sr)
+    spectra = Spectra.of(mix, sr, analysis.welch_segment(sr, mix.shape[1]))
     return analysis.analyze(mix, sr, spectra=(spectra.mid, spectra.side)), spectra
 
 
@@ -226,7 +226,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     probe, probe_spectra, probe_goal = mix, spectra, goal
     if two_passes and mix.shape[1] > PROBE_MIN_S * sr:
         probe = probe_excerpts(mix, sr)
-        probe_spectra = Spectra.of(probe, sr)
+        probe_spectra = Spectra.of(probe, sr, spectra.nperseg)
         probe_goal = goal + analysis.integrated_loudness(probe, sr) - mix_features["integrated_lufs"]
     aim = target
     for attempt in range(2):

@@ -40,6 +40,7 @@ _EPS = 1e-20
 GRAPHIC_CENTRES_HZ = tuple(40.0 * 2 ** (k / 2) for k in range(18))   # 40 Hz .. 14.5 kHz
 GRAPHIC_Q = 2.0
 GRAPHIC_MAX_DB = 6.0
+NPERSEG = 8192  # the mix fit's Welch segment (5.4 Hz bins at 44.1 kHz)
 MASTER_FIT_MIN_GAIN = 0.002  # the master tone fit stops once 25 steps gain less than 0.2 %
 
 
@@ -51,19 +52,14 @@ class Spectra:
     cross: np.ndarray
 
     @classmethod
-    def of(cls, audio: np.ndarray, sample_rate: int) -> "Spectra":
-        """On the analysis' own Welch grid (``analysis.welch_segment``, full resolution for
-        any signal), so :func:`automix.analysis.analyze` can reuse them."""
-        return cls(*analysis.mid_side_power_spectra(audio, sample_rate, fit_segment(sample_rate)))
+    def of(cls, audio: np.ndarray, sample_rate: int, nperseg: int = NPERSEG) -> "Spectra":
+        """Welch spectra on an ``nperseg`` grid (every spectra of one fit share it; the master
+        fit uses the mix analysis' grid, so the two share one set of FFTs)."""
+        return cls(*analysis.mid_side_power_spectra(audio, sample_rate, nperseg))
 
     @property
     def nperseg(self) -> int:
         return (len(self.mid) - 1) * 2
-
-
-def fit_segment(sample_rate: int) -> int:
-    """The fits' Welch segment: the analysis' segment of a long signal (~2.7 Hz bins)."""
-    return analysis.welch_segment(sample_rate, 1 << 40)
 
 
 @dataclass
@@ -129,7 +125,7 @@ class _Model:
     def __init__(self, sample_rate: int, nperseg: int | None = None):
         self.sr = sample_rate
         edges = _subband_edges(sample_rate)
-        nperseg = nperseg or fit_segment(sample_rate)
+        nperseg = nperseg or NPERSEG
         self.cells = _torch(_cell_matrix(edges, sample_rate, nperseg))   # (cells, bins)
         centres = np.sqrt(np.maximum(edges[:-1], 10.0) * edges[1:])
         self.omega = _torch(2 * np.pi * centres / sample_rate)
