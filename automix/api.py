@@ -411,14 +411,17 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
 
 def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
-        model="default", progress=None) -> Result:
+        model="default", progress=None, on_audio=None) -> Result:
     """Mix and master a folder of stems to a reference track.
 
     ``stems``: a folder (every audio file in it is a stem); ``reference``: an audio file;
     ``model``: ``"default"`` (the shipped network, when present), a checkpoint path, or None for
     refinement from the heuristic start; ``refine_steps``: gradient steps of each fit (0: the
-    network's settings as they are).
+    network's settings as they are); ``on_audio(name, audio, sample_rate)``: called with
+    ``"mix"`` and ``"master"`` as soon as each is final (e.g. to start writing it while the
+    rest runs; the arrays are not modified afterwards).
     """
+    on_audio = on_audio or (lambda name, audio, sr: None)
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
     if refine_steps < 0:
@@ -453,12 +456,14 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     if peak_db > -1.0:
         _shift_faders(settings, -1.0 - peak_db)
         mix_audio = _render_mix(settings, stems)
+    on_audio("mix", mix_audio, sr)
 
     say("mastering")
     mix_features, mix_spectra = measure_mix(mix_audio, sr)
     settings["master"], goal, master_final = master_stage(
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
         predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
+    on_audio("master", master_final, sr)
     settings = validate(settings, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
@@ -482,8 +487,9 @@ def _render_mix(settings: dict, stems) -> np.ndarray:
 
 
 def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
-           amounts: Amounts | None = None, device: str = "cpu", progress=None) -> Result:
-    """Master a finished mix (a file) to a reference track."""
+           amounts: Amounts | None = None, device: str = "cpu", progress=None,
+           on_audio=None) -> Result:
+    """Master a finished mix (a file) to a reference track (``on_audio``: see :func:`mix`)."""
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
     mix_path = Path(mix_path)
@@ -515,6 +521,8 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     master_settings, goal, master_final = master_stage(stereo_mix, sr, ref_features, mix_features,
                                                        target_lufs, ceiling, amounts, device,
                                                        spectra=mix_spectra)
+    if on_audio is not None:
+        on_audio("master", master_final, sr)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
                          "tracks": [track], "master": master_settings}, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,

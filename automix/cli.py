@@ -148,22 +148,33 @@ def _amounts(args):
     return Amounts(tone=args.tone, width=args.width, dynamics=args.dynamics, loudness=args.loudness)
 
 
-def _write_result(result, out: Path, bit_depth) -> None:
-    from . import background
-    from .audio import write_audio
-    from .report import summary_text, write_report
-    from .settings import save_settings
+class _Writer:
+    """Writes the WAVs in the background as soon as the API hands them over (``on_audio``),
+    while it analyses the master; :meth:`finish` adds settings.json and report.png."""
 
-    report = background.submit(write_report, out / "report.png", result.settings)  # beside the WAVs
-    if result.mix is not None:
-        write_audio(out / "mix.wav", result.mix, result.sample_rate, bit_depth)
-    write_audio(out / "master.wav", result.master, result.sample_rate, bit_depth)
-    save_settings(out / "settings.json", result.settings)
-    report.result()
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(summary_text(result.settings["analysis"]))
-    print(f"wrote {', '.join(n for n in OUTPUT_NAMES if (out / n).exists())} to {out}")
+    def __init__(self, out: Path, bit_depth):
+        self.out, self.bit_depth, self.jobs = out, bit_depth, []
+
+    def on_audio(self, name: str, audio, sample_rate: int) -> None:
+        from . import background
+        from .audio import write_audio
+
+        self.jobs.append(background.submit(write_audio, self.out / f"{name}.wav", audio,
+                                           sample_rate, self.bit_depth))
+
+    def finish(self, result) -> None:
+        from . import background
+        from .report import summary_text, write_report
+        from .settings import save_settings
+
+        self.jobs.append(background.submit(write_report, self.out / "report.png", result.settings))
+        save_settings(self.out / "settings.json", result.settings)
+        for job in self.jobs:
+            job.result()
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(summary_text(result.settings["analysis"]))
+        print(f"wrote {', '.join(n for n in OUTPUT_NAMES if (self.out / n).exists())} to {self.out}")
 
 
 def _import_report_in_background() -> None:
@@ -182,10 +193,12 @@ def cmd_mix(args) -> int:
     out = prepare_output_dir(Path(args.output), [stems, Path(args.reference)], args.force, OUTPUT_NAMES)
     progress = Progress("automix")
     _import_report_in_background()
+    writer = _Writer(out, args.bit_depth)
     result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
                  amounts=_amounts(args), refine_steps=args.refine_steps,
-                 device=_device(args.device), model=args.model, progress=progress.note)
-    _write_result(result, out, args.bit_depth)
+                 device=_device(args.device), model=args.model, progress=progress.note,
+                 on_audio=writer.on_audio)
+    writer.finish(result)
     return 0
 
 
@@ -197,9 +210,11 @@ def cmd_master(args) -> int:
                              OUTPUT_NAMES)
     progress = Progress("automix master")
     _import_report_in_background()
+    writer = _Writer(out, args.bit_depth)
     result = master(mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-                    amounts=_amounts(args), device=_device(args.device), progress=progress.note)
-    _write_result(result, out, args.bit_depth)
+                    amounts=_amounts(args), device=_device(args.device), progress=progress.note,
+                    on_audio=writer.on_audio)
+    writer.finish(result)
     return 0
 
 
