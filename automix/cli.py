@@ -162,6 +162,11 @@ class _Writer:
         self.jobs.append(background.submit(write_audio, self.out / f"{name}.wav", audio,
                                            sample_rate, self.bit_depth))
 
+    def wait(self) -> None:
+        """Let started writes finish (their errors, if any, are the run's lesser problem)."""
+        for job in self.jobs:
+            job.exception()
+
     def finish(self, result) -> None:
         from . import background
         from .report import summary_text, write_report
@@ -194,10 +199,14 @@ def cmd_mix(args) -> int:
     progress = Progress("automix")
     _import_report_in_background()
     writer = _Writer(out, args.bit_depth)
-    result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-                 amounts=_amounts(args), refine_steps=args.refine_steps,
-                 device=_device(args.device), model=args.model, progress=progress.note,
-                 on_audio=writer.on_audio)
+    try:
+        result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+                     amounts=_amounts(args), refine_steps=args.refine_steps,
+                     device=_device(args.device), model=args.model, progress=progress.note,
+                     on_audio=writer.on_audio)
+    except BaseException:
+        writer.wait()  # a failed run leaves no half-written temp files behind
+        raise
     writer.finish(result)
     return 0
 
@@ -211,9 +220,13 @@ def cmd_master(args) -> int:
     progress = Progress("automix master")
     _import_report_in_background()
     writer = _Writer(out, args.bit_depth)
-    result = master(mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-                    amounts=_amounts(args), device=_device(args.device), progress=progress.note,
-                    on_audio=writer.on_audio)
+    try:
+        result = master(mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+                        amounts=_amounts(args), device=_device(args.device), progress=progress.note,
+                        on_audio=writer.on_audio)
+    except BaseException:
+        writer.wait()  # a failed run leaves no half-written temp files behind
+        raise
     writer.finish(result)
     return 0
 

@@ -154,3 +154,36 @@ def test_probe_excerpts_are_even_and_click_free():
     ramp = np.arange(100 * sr, dtype=float)[None].repeat(2, 0)
     starts = probe_excerpts(ramp, sr, parts=4, seconds=2.0)[0, 2 * sr - 1000::2 * sr] - 1000
     assert np.allclose(starts, [0, 32667, 65333, 98000], atol=1)
+
+
+def test_failed_run_leaves_no_temp_files(known_case, tmp_path, monkeypatch, capsys):
+    """The CLI starts writing mix.wav as soon as the mix exists; when mastering then fails the
+    run still ends with one line and exit 2, and the started write completes (no temp files)."""
+    from automix import api
+    from automix.errors import AutomixError
+
+    root, _ = known_case
+
+    def broken(*args, **kwargs):
+        raise AutomixError("mastering failed on purpose")
+
+    import time
+
+    from automix import audio as audio_module
+
+    write = audio_module.write_audio
+
+    def slow_write(*args, **kwargs):  # still writing when the run fails
+        time.sleep(0.5)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(api, "master_stage", broken)
+    monkeypatch.setattr(audio_module, "write_audio", slow_write)
+    out = tmp_path / "out"
+    code = main(["--stems", str(root / "stems"), "--reference", str(root / "reference.wav"),
+                 "--no-model", "--refine-steps", "5", "-o", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "automix: error: mastering failed on purpose"
+    assert not list(out.glob(".*.tmp"))
+    audio, sr = sf.read(out / "mix.wav")
+    assert sr == SR and len(audio) == SR * SECONDS
