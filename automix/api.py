@@ -8,6 +8,7 @@ executor (:func:`automix.render.render_settings`, exactly what ``automix render`
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,10 +212,10 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     mix_lra = mix_features["loudness_range_lu"]
     target_lra = mix_lra + amounts.dynamics * (reference["loudness_range_lu"] - mix_lra)
     if predicted is not None and refine_steps == 0:
-        compressor_job = None
-        compressor_settings = master_from_params(start)["compressor"] if amounts.dynamics > 0 else {}
+        compressor = Future()
+        compressor.set_result(master_from_params(start)["compressor"] if amounts.dynamics > 0 else {})
     else:  # its numba kernels run beside the first tone fit
-        compressor_job = background.submit(choose_compressor, mix, sr, target_lra, mix_lra)
+        compressor = background.submit(choose_compressor, mix, sr, target_lra, mix_lra)
     goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
     goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
     mix_plr = mix_features["plr_db"]
@@ -230,7 +231,8 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         probe_goal = goal + analysis.integrated_loudness(probe, sr) - mix_features["integrated_lufs"]
     aim = target
     for attempt in range(2):
-        signal = probe if attempt == 0 and two_passes else mix
+        on_probe = attempt == 0 and two_passes
+        signal, signal_goal = (probe, probe_goal) if on_probe else (mix, goal)
         if refine_steps > 0:  # the second pass continues from the first: fewer steps
             fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device,
                                         steps=refine_steps if attempt == 0 else max(refine_steps // 3, 1),
@@ -244,9 +246,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # loudness) is matched by limiting to its peak-to-loudness ratio: a lower limiter ceiling.
         # (at most 6 dB under the ceiling: beyond that the limiter would be heard)
         master["limiter"]["ceiling_dbtp"] = float(np.clip(goal + target_plr, ceiling - 6.0, ceiling))
-        if compressor_job is not None:
-            compressor_settings, compressor_job = compressor_job.result(), None
-        master["compressor"] = compressor_settings
+        master["compressor"] = compressor.result()
         master["gain_db"] = 0.0
         pre = np.empty_like(signal)
         chain = MasterPre(master, sr)
@@ -255,8 +255,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # the second pass starts from the release the first one needed (on the same signal)
         releases = LIMITER_RELEASES_MS if attempt == 0 or probe is not mix else tuple(
             r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])
-        loud = loudness_stage(pre, master["limiter"], probe_goal if signal is probe else goal, sr,
-                              releases)
+        loud = loudness_stage(pre, master["limiter"], signal_goal, sr, releases)
         gain = master["gain_db"] = loud["gain_db"]
         master["limiter"] = loud["limiter"]
         if attempt == 1 or not two_passes:

@@ -150,7 +150,7 @@ def _amounts(args):
 
 class _Writer:
     """Writes the WAVs in the background as soon as the API hands them over (``on_audio``),
-    while it analyses the master; :meth:`finish` adds settings.json and report.png."""
+    while it analyses the master, then settings.json and report.png."""
 
     def __init__(self, out: Path, bit_depth):
         self.out, self.bit_depth, self.jobs = out, bit_depth, []
@@ -162,12 +162,14 @@ class _Writer:
         self.jobs.append(background.submit(write_audio, self.out / f"{name}.wav", audio,
                                            sample_rate, self.bit_depth))
 
-    def wait(self) -> None:
-        """Let started writes finish (their errors, if any, are the run's lesser problem)."""
-        for job in self.jobs:
-            job.exception()
-
-    def finish(self, result) -> None:
+    def run(self, make_result) -> None:
+        """``make_result(on_audio)`` (the API call), then every output written and reported."""
+        try:
+            result = make_result(self.on_audio)
+        except BaseException:
+            for job in self.jobs:  # a failed run leaves no half-written temp files behind
+                job.exception()
+            raise
         from . import background
         from .report import summary_text, write_report
         from .settings import save_settings
@@ -198,16 +200,10 @@ def cmd_mix(args) -> int:
     out = prepare_output_dir(Path(args.output), [stems, Path(args.reference)], args.force, OUTPUT_NAMES)
     progress = Progress("automix")
     _import_report_in_background()
-    writer = _Writer(out, args.bit_depth)
-    try:
-        result = mix(stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-                     amounts=_amounts(args), refine_steps=args.refine_steps,
-                     device=_device(args.device), model=args.model, progress=progress.note,
-                     on_audio=writer.on_audio)
-    except BaseException:
-        writer.wait()  # a failed run leaves no half-written temp files behind
-        raise
-    writer.finish(result)
+    _Writer(out, args.bit_depth).run(lambda on_audio: mix(
+        stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+        amounts=_amounts(args), refine_steps=args.refine_steps, device=_device(args.device),
+        model=args.model, progress=progress.note, on_audio=on_audio))
     return 0
 
 
@@ -219,15 +215,10 @@ def cmd_master(args) -> int:
                              OUTPUT_NAMES)
     progress = Progress("automix master")
     _import_report_in_background()
-    writer = _Writer(out, args.bit_depth)
-    try:
-        result = master(mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-                        amounts=_amounts(args), device=_device(args.device), progress=progress.note,
-                        on_audio=writer.on_audio)
-    except BaseException:
-        writer.wait()  # a failed run leaves no half-written temp files behind
-        raise
-    writer.finish(result)
+    _Writer(out, args.bit_depth).run(lambda on_audio: master(
+        mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+        amounts=_amounts(args), device=_device(args.device), progress=progress.note,
+        on_audio=on_audio))
     return 0
 
 

@@ -122,10 +122,9 @@ def _cell_matrix(edges: np.ndarray, sample_rate: int, nperseg: int) -> np.ndarra
 class _Model:
     """Spectra summarised on 1/12-octave cells; the EQ's |H|^2 evaluated at cell centres."""
 
-    def __init__(self, sample_rate: int, nperseg: int | None = None):
+    def __init__(self, sample_rate: int, nperseg: int):
         self.sr = sample_rate
         edges = _subband_edges(sample_rate)
-        nperseg = nperseg or NPERSEG
         self.cells = _torch(_cell_matrix(edges, sample_rate, nperseg))   # (cells, bins)
         centres = np.sqrt(np.maximum(edges[:-1], 10.0) * edges[1:])
         self.omega = _torch(2 * np.pi * centres / sample_rate)
