@@ -169,3 +169,21 @@ def test_draws_fit_the_console_specs_and_the_settings_schema(draws):
         assert s["master"]["limiter"]["lookahead_ms"] == LIMITER_LOOKAHEAD_MS
     full = sample_settings(NAMES, 4, files=[f"{n}.wav" for n in NAMES], sample_rate=44100)
     assert validate(full)["tracks"][0]["file"] == "Kick In.wav"
+
+
+def test_level_match_is_not_undone_by_the_deviation_clip():
+    """A stem 12 dB under the median is pulled up by level_match x 12 dB on average: the
+    [min_db, max_db] clip bounds the random deviation only (clipping the sum at +12 dB taught
+    the network to leave quiet stems quiet); the sum stays in the console's fader range."""
+    cfg = prior_config({"gain": {"level_match": 1.0}})
+    rng = np.random.default_rng(11)
+    a, b, far = [], [], []
+    for _ in range(400):
+        s = sample_settings(["a", "b", "c", "d", "e"], rng, cfg,
+                            levels_db=[-32.0, -20.0, -20.0, -60.0, -20.0])
+        a.append(s["tracks"][0]["gain_db"])
+        b.append(s["tracks"][1]["gain_db"])
+        far.append(s["tracks"][3]["gain_db"])
+    assert abs(np.mean(a) - np.mean(b) - 12.0) < 0.7   # the old clip of the sum gave ~10.4
+    assert 3.0 < np.std(a) < 5.0
+    assert max(far) == 20.0 and min(far) > 10.0       # clipped at the console's +20 dB only

@@ -5,8 +5,9 @@ plain dict in the ``settings.json`` schema v1 (``tracks``/``master`` entries; se
 The distributions are chosen to look like real mixes, not like a uniform box:
 
 =====================  ==========================================================================
-fader ``gain_db``      normal, mean 0 dB, sd 4 dB, clipped to [-24, +12]; optional per-role offsets
-                       and an optional pull towards equal stem loudness (``level_match``)
+fader ``gain_db``      normal, mean 0 dB, sd 4 dB, + optional per-role offsets, clipped to [-24, +12];
+                       plus an optional pull towards equal stem loudness (``level_match``), added
+                       after that clip (the sum is clipped to the console's fader range only)
 ``pan``                centre roles (kick, snare, bass, lead vocal, lead): normal sd 0.05; other
                        tracks: 25 % near centre (sd 0.1), else normal sd 0.5; clipped to [-1, 1]
 ``width``              log-normal, median 1.0, sigma 0.15, in [0, 2]; 1.0 for mono tracks
@@ -41,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from automix.errors import AutomixError
-from automix.params import LIMITER_LOOKAHEAD_MS
+from automix.params import LIMITER_LOOKAHEAD_MS, TRACK_SPECS
 
 EQ_LAYOUT = ("highpass", "lowshelf", "peak", "peak", "peak", "highshelf")
 
@@ -305,11 +306,18 @@ def sample_pan(rng: np.random.Generator, p: PanPrior, role: str) -> float:
     return _r(np.clip(sd * z, -1.0, 1.0), 3)
 
 
+_FADER = next(s for s in TRACK_SPECS if s.name == "gain_db")
+
+
 def _gain(rng, p: GainPrior, role: str, level_db: float | None, ref_level: float | None) -> float:
-    g = p.mean_db + p.sd_db * rng.standard_normal() + float(p.role_offsets_db.get(role, 0.0))
+    """The mix engineer's deviation (clipped to [min_db, max_db]) plus the level match.  The
+    match is added after that clip: clipping the sum cut the boost of stems recorded more than
+    ~12 dB under the median, so a network trained on it learned to leave quiet stems quiet."""
+    g = float(np.clip(p.mean_db + p.sd_db * rng.standard_normal()
+                      + float(p.role_offsets_db.get(role, 0.0)), p.min_db, p.max_db))
     if p.level_match and level_db is not None and ref_level is not None and np.isfinite(level_db):
         g += p.level_match * (ref_level - level_db)
-    return _r(np.clip(g, p.min_db, p.max_db))
+    return _r(np.clip(g, _FADER.minimum, _FADER.maximum))
 
 
 def sample_limiter(rng: np.random.Generator, p: LimiterPrior) -> dict:
