@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from automix.errors import AutomixError
-from automix.params import LIMITER_LOOKAHEAD_MS, TRACK_SPECS
+from automix.params import LIMITER_LOOKAHEAD_MS, TRACK_SPECS, spec_index
 
 EQ_LAYOUT = ("highpass", "lowshelf", "peak", "peak", "peak", "highshelf")
 
@@ -306,7 +306,7 @@ def sample_pan(rng: np.random.Generator, p: PanPrior, role: str) -> float:
     return _r(np.clip(sd * z, -1.0, 1.0), 3)
 
 
-_FADER = next(s for s in TRACK_SPECS if s.name == "gain_db")
+_FADER = spec_index(TRACK_SPECS)["gain_db"]
 
 
 def _gain(rng, p: GainPrior, role: str, level_db: float | None, ref_level: float | None) -> float:
