@@ -360,7 +360,7 @@ def _start(st: _Stems, model, ref_mel):
 
 def _prepare(stems, reference, model, say):
     """Inputs checked and analysed: (sample rate, stems survey, reference features, reference
-    log-mel or None, notes)."""
+    spectra on the mix fit's grid, reference log-mel or None, notes)."""
     stem_paths, notes = find_stems(stems)
     infos = [audio_info(p) for p in stem_paths]
     sr, rate_notes = _project_rate(infos)
@@ -370,6 +370,7 @@ def _prepare(stems, reference, model, say):
     notes += ref_notes
     say("analysing the reference and the stems")
     ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the stems are read
+    ref_spectra_job = background.submit(Spectra.of, to_stereo(ref_audio), sr)
     ref_mel = None
     if model is not None:
         from .model.predict import song_mels
@@ -382,7 +383,7 @@ def _prepare(stems, reference, model, say):
               for p in st.silent]
     if not st.names:
         raise AutomixError(f"{stems}: every stem is silent")
-    return sr, st, ref_features, ref_mel, notes
+    return sr, st, ref_features, ref_spectra_job.result(), ref_mel, notes
 
 
 def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
@@ -400,7 +401,7 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
     net = resolve_model(model)
     if net is None:
         raise AutomixError("no model: the shipped checkpoint is missing; pass model=PATH")
-    sr, st, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None)
+    sr, st, _, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None)
     tracks, master = _start(st, net, ref_mel)
     settings = _settings_for(st, tracks, sr)
     settings["master"] = master_from_params(master)
@@ -428,7 +429,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     net = resolve_model(model)
     if net is None and refine_steps == 0:
         raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
-    sr, st, ref_features, ref_mel, notes = _prepare(stems, reference, net, say)
+    sr, st, ref_features, ref_spectra, ref_mel, notes = _prepare(stems, reference, net, say)
     if net is not None:
         say("predicting settings")
     start, master_start = _start(st, net, ref_mel)
@@ -440,7 +441,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         say("refining the mix")
         # the mix always follows the reference; the amounts act on the master stage
         fitted, _ = fit_mix(spectra, st.stereo, Target.of(ref_features), start, sr,
-                            steps=refine_steps, device=device)
+                            steps=refine_steps, device=device, reference=ref_spectra)
     settings = validate(_settings_for(st, fitted, sr), "automix")
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated

@@ -40,6 +40,11 @@ _EPS = 1e-20
 GRAPHIC_CENTRES_HZ = tuple(40.0 * 2 ** (k / 2) for k in range(18))   # 40 Hz .. 14.5 kHz
 GRAPHIC_Q = 2.0
 GRAPHIC_MAX_DB = 6.0
+# The mix fit's left/right balance term: a miss of BALANCE_SCALE in (L - R) / (L + R) (about
+# 0.9 dB of L/R level) in every band costs BALANCE_WEIGHT x a 1 dB tonal miss (Huber)
+BALANCE_SCALE = 0.1
+BALANCE_WEIGHT = 0.3
+BALANCE_SIDE = 0.05  # a source whose bands lean less than this either way keeps its side
 NPERSEG = 8192  # the mix fit's Welch segment (5.4 Hz bins at 44.1 kHz)
 MASTER_FIT_MIN_GAIN = 0.002  # the master tone fit stops once 25 steps gain less than 0.2 %
 
@@ -158,6 +163,11 @@ class _Model:
         width = 10 * torch.log10((p_side.sum() + _EPS) / (p_mid.sum() + _EPS))
         return out[0], out[1], width
 
+    def balance(self, p_mid, p_side, p_cross):
+        """Left/right balance per 1/3-octave band, (L - R) / (L + R) in [-1, 1], from cell
+        powers of mid, side and their real cross spectrum (|L|^2 - |R|^2 = 4 Re(M S*))."""
+        return 2 * (self.bands @ p_cross) / (self.bands @ (p_mid + p_side) + _EPS)
+
     def loss(self, p_mid, p_side, target: Target, side_weight=0.5, width_weight=0.5):
         """Huber (1 dB) distance of the band curves and of the width: like DESIGN.md's mean
         absolute dB errors, but smooth, so that a few far-off bands cannot dominate the fit."""
@@ -250,18 +260,39 @@ def _on(device: str):
 
 def fit_mix(spectra: list[Spectra], is_stereo: list[bool], target: Target, start: dict,
             sample_rate: int, steps: int = 300, fit_eq: bool = True,
-            device: str = "cpu") -> tuple[dict, float]:
+            device: str = "cpu", reference: Spectra | None = None) -> tuple[dict, float]:
     """Fit track faders, EQ gains, pans and widths so the summed mix matches ``target``.
 
     ``start``: physical track parameters ``{name: (N,) tensor}`` (the heuristic or a network's
-    prediction).  Returns the fitted parameters (same form, on the CPU) and the final loss.
+    prediction).  ``reference``: the reference's spectra (same grid); with them the mix also
+    follows its left/right balance per band, which says on which side each source sits (mid
+    and side powers alone cannot tell a mix from its mirror image).  Returns the fitted
+    parameters (same form, on the CPU) and the final loss.
     """
     with _on(device):
-        return _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq)
+        return _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, reference)
 
 
-def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
+def _side_of(model: _Model, mid, start: dict, balance) -> torch.Tensor:
+    """Per source, the side the reference's left/right balance puts it on, as a pan sign (+1
+    right, -1 left, 0 when its bands lean neither way by more than BALANCE_SIDE; balance is
+    (L - R) / (L + R), so a source leaning right has a negative one): the balance of each band,
+    weighted by the source's share of that band at the start.  The fit starts panned sources
+    on that side: near the centre the width term's pull outward (either way) is far stronger
+    than the balance term's, so the fit alone would keep a source on its starting side."""
+    power = model.eq_power(start) * (10 ** (start["gain_db"] / 10)).unsqueeze(-1) * mid
+    share = (power @ model.bands.T) * model.usable                       # (N, bands)
+    share = share / (share.sum(0, keepdim=True) + _EPS)
+    lean = (share * balance).sum(-1) / (share.sum(-1) + _EPS)
+    return torch.where(lean.abs() > BALANCE_SIDE, -torch.sign(lean), torch.zeros_like(lean))
+
+
+def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, reference=None):
     model = _Model(sample_rate, spectra[0].nperseg)
+    balance = None
+    if reference is not None:
+        balance = model.balance(*(model.summarise(getattr(reference, k)[None])[0]
+                                  for k in ("mid", "side", "cross")))
     specs = spec_index(TRACK_SPECS)
     mid = model.summarise(np.stack([s.mid for s in spectra]))
     side = model.summarise(np.stack([s.side for s in spectra]))
@@ -274,7 +305,10 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
     names = ["width"] + (list(EQ_GAIN_KEYS) if fit_eq else [])
     raw = {k: _unbounded(specs[k], start[k]).clone().requires_grad_() for k in names}
     raw["gain_db"] = torch.zeros_like(start["gain_db"]).requires_grad_()
-    raw["pan"] = torch.atanh(start["pan"].clamp(-0.99, 0.99)).clone().requires_grad_()
+    pan = start["pan"]
+    if balance is not None:
+        pan = torch.where(_side_of(model, mid, start, balance) * pan < 0, -pan, pan)
+    raw["pan"] = torch.atanh(pan.clamp(-0.99, 0.99)).clone().requires_grad_()
     centred = start["pan"] == 0
 
     def physical():
@@ -295,6 +329,10 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq):
         p_mid = (h * (a * a * mid + b * b * w * w * side + 2 * a * b * w * cross)).sum(0)
         p_side = (h * (b * b * mid + a * a * w * w * side + 2 * a * b * w * cross)).sum(0)
         loss = model.loss(p_mid, p_side, target)
+        if balance is not None:  # Re(mid_out side_out*) of each panned, widened source
+            p_cross = (h * (a * b * (mid + w * w * side) + w * (a * a + b * b) * cross)).sum(0)
+            miss = (model.balance(p_mid, p_side, p_cross) - balance) / BALANCE_SCALE
+            loss = loss + BALANCE_WEIGHT * (_huber(miss) * model.usable).sum() / model.usable.sum()
         reg = 0.5 * ((p["gain_db"] - start["gain_db"]) / 6).pow(2).mean()
         reg = reg + (p["pan"] - start["pan"]).pow(2).mean()
         reg = reg + (p["width"] - start["width"]).pow(2).mean()

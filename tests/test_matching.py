@@ -187,3 +187,52 @@ def test_failed_run_leaves_no_temp_files(known_case, tmp_path, monkeypatch, caps
     assert not list(out.glob(".*.tmp"))
     audio, sr = sf.read(out / "mix.wav")
     assert sr == SR and len(audio) == SR * SECONDS
+
+
+def _band_noise(rng, lo, hi, n, sr):
+    f = np.fft.rfftfreq(n, 1 / sr)
+    return np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * ((f >= lo) & (f < hi)), n) * 0.1
+
+
+def test_mix_model_reads_left_right_balance_per_band():
+    """(L - R) / (L + R) per 1/3-octave band from the mid/side/cross spectra equals the one
+    computed from the channels directly: 0.6 where L = 2 R (in amplitude), -0.6 where R = 2 L."""
+    from automix.match import Spectra, _Model
+
+    sr, n = 44100, 4 * 44100
+    rng = np.random.default_rng(0)
+    low, high = _band_noise(rng, 50, 500, n, sr), _band_noise(rng, 2000, 12000, n, sr)
+    audio = np.stack([low + 0.5 * high, 0.5 * low + high])
+    spectra = Spectra.of(audio, sr)
+    model = _Model(sr, spectra.nperseg)
+    beta = model.balance(*(model.summarise(getattr(spectra, k)[None])[0]
+                           for k in ("mid", "side", "cross"))).numpy()
+    centres = np.array(analysis.BANDS_HZ)
+    assert beta[(centres >= 80) & (centres <= 315)] == pytest.approx(0.6, abs=0.02)
+    assert beta[(centres >= 3150) & (centres <= 8000)] == pytest.approx(-0.6, abs=0.02)
+
+
+def test_mix_fit_puts_sources_on_the_reference_side():
+    """Two mono sources; the reference pans the low one right (+0.4) and the high one left
+    (-0.4) with the constant-power law; the fit starts each on the wrong side (-+0.1).  Mid and
+    side powers alone cannot tell a mix from its mirror image (without the reference's spectra
+    the pans stay on the wrong side); with the reference's left/right balance they cross over."""
+    from automix.match import Spectra, Target, fit_mix
+
+    sr, n = 44100, 4 * 44100
+    rng = np.random.default_rng(1)
+    low, high = _band_noise(rng, 50, 500, n, sr), _band_noise(rng, 2000, 12000, n, sr)
+    truth = {"low": 0.4, "high": -0.4}
+    theta = {k: (p + 1) * np.pi / 4 for k, p in truth.items()}
+    ref = sum(np.stack([np.cos(theta[k]) * x, np.sin(theta[k]) * x])
+              for k, x in (("low", _band_noise(rng, 50, 500, n, sr)),
+                           ("high", _band_noise(rng, 2000, 12000, n, sr))))
+    spectra = [Spectra.of(np.stack([x, x]), sr) for x in (low, high)]
+    start = defaults(TRACK_SPECS, (2,), torch.float64)
+    start["pan"] = torch.tensor([-0.1, 0.1], dtype=torch.float64)
+    target = Target.of(analysis.analyze(ref, sr))
+    blind, _ = fit_mix(spectra, [False, False], target, start, sr, steps=200)
+    seeing, _ = fit_mix(spectra, [False, False], target, start, sr, steps=200,
+                        reference=Spectra.of(ref, sr))
+    assert blind["pan"][0] < 0 < blind["pan"][1]
+    assert seeing["pan"].tolist() == pytest.approx([0.4, -0.4], abs=0.1)

@@ -162,3 +162,96 @@ def test_relative_faders_start_from_the_balance_point():
     a, _ = predict_from_mels(absolute, mels, [True] * 3, ref)
     r, _ = predict_from_mels(relative, mels, [True] * 3, ref)
     assert (r["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)
+
+
+def _band_mels(levels_db, bands, frames=50, floor=-100.0):
+    """Synthetic (N, 2, 64, F) log-mels: stem i has ``levels_db[i]`` dB in ``bands[i]`` (mid),
+    floor elsewhere and in the side."""
+    mels = torch.full((len(levels_db), 2, 64, frames), floor, dtype=torch.float64)
+    for i, (lev, b) in enumerate(zip(levels_db, bands)):
+        mels[i, 0, b] = lev
+    return mels
+
+
+def test_reference_balance_recovers_the_reference_levels():
+    """Stems with disjoint spectra, reference = their sum with known gains (+ any overall
+    level).  With disjoint bands each band's dB residual is linear in the faders, so the fit's
+    objective is an exact quadratic: mean_m (d_m - mean d)^2 + s/N |x - b|^2 with d = x - gains
+    in the stem's bands; its minimum, solved here with numpy, is gains minus a constant shrunk
+    a little toward the balance point b (-10 log10 of each stem's band count over the median's)."""
+    from automix.model.features import fader_offsets_db, reference_balance_db
+
+    sizes = [20, 20, 24]
+    edges = np.cumsum([0] + sizes)
+    bands = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    gains = np.array([4.0, -3.0, 0.0])
+    stems = _band_mels([-20.0, -20.0, -20.0], bands)
+    ref = _band_mels((-20.0 + gains + 7.0).tolist(), bands)
+    ref = 10 * torch.log10(torch.pow(10.0, ref / 10).sum(0))  # (2, 64, F): the sum
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    x = reference_balance_db(stems[None], mask, ref[None])[0]
+    level = 10 * np.log10(sizes)
+    b = np.median(level) - level
+    p = np.array(sizes) / 64.0
+    centre = np.eye(3) - np.outer(np.ones(3), p)        # d -> d - mean over bands
+    quad = centre.T @ np.diag(p) @ centre
+    s = 0.03 / 3
+    expected = np.linalg.solve(quad + s * np.eye(3), quad @ gains + s * b)
+    assert x.tolist() == pytest.approx(expected.tolist(), abs=0.01)
+    assert float(x[0] - x[1]) == pytest.approx(7.0, abs=0.3)  # the shrinkage is small
+    # stems the spectrum cannot tell apart stay at the balance point (the same level)
+    same = _band_mels([-20.0, -26.0], [slice(0, 64)] * 2)
+    y = reference_balance_db(same[None], torch.ones(1, 2, dtype=torch.bool), ref[None])[0]
+    assert float(y[1] - y[0]) == pytest.approx(6.0, abs=0.01)
+    assert y.tolist() == pytest.approx(fader_offsets_db(same[None])[0].tolist(), abs=0.01)
+    # a padded track gets 0 and changes nothing; the order of the stems does not matter
+    padded = torch.cat([stems, torch.full_like(stems[:1], -100.0)])
+    z = reference_balance_db(padded[None], torch.tensor([[True, True, True, False]]), ref[None])[0]
+    assert z[3] == 0 and z[:3].tolist() == pytest.approx(x.tolist(), abs=1e-6)
+    perm = [2, 0, 1]
+    w = reference_balance_db(stems[perm][None], mask, ref[None])[0]
+    assert w.tolist() == pytest.approx(x[perm].tolist(), abs=1e-6)
+
+
+def test_reference_balance_on_real_log_mels():
+    """Low-passed and high-passed noise; the reference is other noise through the same filters
+    at +6 and -2 dB: the fitted faders differ by 8 dB, within 0.75 dB (the log-mel front end and
+    the fit together; the filters' edge bands, where the window's leakage of random noise
+    differs between stem and reference, and the pull toward the balance point cost a little)."""
+    from automix.model.features import log_mel, reference_balance_db
+
+    sr, n = 44100, 3 * 44100
+    rng = np.random.default_rng(5)
+    f = np.fft.rfftfreq(n, 1 / sr)
+
+    def band(lo, hi):
+        spec = np.fft.rfft(rng.standard_normal((2, n)), axis=-1) * ((f >= lo) & (f < hi))
+        return np.fft.irfft(spec, n, axis=-1) * 0.1
+
+    low, high = band(40, 400), band(3000, 12000)
+    ref = band(40, 400) * 10 ** (6 / 20) + band(3000, 12000) * 10 ** (-2 / 20)
+    mels = log_mel(torch.tensor(np.stack([low, high]), dtype=torch.float32), sr)
+    x = reference_balance_db(mels[None], torch.ones(1, 2, dtype=torch.bool),
+                             log_mel(torch.tensor(ref, dtype=torch.float32), sr)[None])[0]
+    assert float(x[0] - x[1]) == pytest.approx(8.0, abs=0.75)
+
+
+def test_reference_balanced_model_adds_the_fitted_offsets():
+    from automix.model.features import log_mel, reference_balance_db
+    from automix.model.predict import predict_from_mels
+
+    rng = np.random.default_rng(4)
+    audio = torch.tensor(rng.standard_normal((3, 2, 44100)) * [[[0.05]], [[0.2]], [[0.01]]],
+                         dtype=torch.float32)
+    mels = log_mel(audio, 44100)
+    ref = log_mel(audio.sum(0), 44100)
+    torch.manual_seed(0)
+    absolute = AutomixNet(dim=32, depth=1, heads=2)
+    balanced = AutomixNet(dim=32, depth=1, heads=2, relative_faders=True, fader_balance="reference")
+    balanced.load_state_dict(absolute.state_dict())
+    a, _ = predict_from_mels(absolute, mels, [True] * 3, ref)
+    b, _ = predict_from_mels(balanced, mels, [True] * 3, ref)
+    off = reference_balance_db(mels[None], torch.ones(1, 3, dtype=torch.bool), ref[None])[0]
+    assert (b["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)
+    with pytest.raises(ValueError, match="fader_balance"):
+        AutomixNet(dim=32, depth=1, heads=2, fader_balance="loudest")

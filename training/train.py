@@ -199,7 +199,8 @@ def with_model_targets(model, batch: dict) -> dict:
     log-mels the model reads), kept as ``batch["fader_offset_db"]`` for rendering."""
     if not model.config.get("relative_faders"):
         return batch
-    offsets = model.fader_offsets(batch["stem_mels"], batch["mask"]).to(batch["track_params"].dtype)
+    offsets = model.fader_offsets(batch["stem_mels"], batch["mask"], batch["reference_mel"])
+    offsets = offsets.to(batch["track_params"].dtype)
     tp = batch["track_params"].clone()
     absolute = _GAIN_SPEC.to_physical(tp[..., _GAIN])
     tp[..., _GAIN] = _GAIN_SPEC.to_normalized(absolute - offsets).clamp(0.0, 1.0)
@@ -422,7 +423,9 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
         if not init.is_file():
             raise AutomixError(f"trainer.init_weights={init}: no such checkpoint file")
         data = load_checkpoint(init, map_location="cpu")
-        arch = lambda cfg: {k: v for k, v in dict(cfg or {}).items() if k != "relative_faders"}  # noqa: E731
+        # the fader's reference point may change (the gain head then learns the new residual)
+        arch = lambda cfg: {k: v for k, v in dict(cfg or {}).items()  # noqa: E731
+                            if k not in ("relative_faders", "fader_balance")}
         if arch(data.get("model_config")) != arch(model.config):
             raise AutomixError(f"{init}: its model config {data.get('model_config')} differs from this "
                                f"run's {dict(model.config)}; set model.* to match")

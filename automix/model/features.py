@@ -18,6 +18,7 @@ import torchaudio
 N_MELS = 64
 F_MIN, F_MAX = 20.0, 16000.0
 FLOOR_DB = -100.0
+LIVE_DB = 60.0  # reference_balance_db: bands this far under the reference's loudest are ignored
 
 
 def frame_length(sample_rate: int) -> int:
@@ -72,3 +73,45 @@ def fader_offsets_db(stem_mels: torch.Tensor, mask: torch.Tensor | None = None) 
     median = torch.nanmedian(level.masked_fill(~mask, float("nan")), dim=-1, keepdim=True).values
     offsets = torch.where(mask, (median - level).clamp(-24.0, 24.0), torch.zeros_like(level))
     return torch.nan_to_num(offsets).to(stem_mels.dtype)
+
+
+def reference_balance_db(stem_mels: torch.Tensor, mask: torch.Tensor, reference_mel: torch.Tensor,
+                         strength: float = 0.03, iterations: int = 10) -> torch.Tensor:
+    """``(B, N, 2, M, F)`` stem log-mels, ``(B, N)`` mask, ``(B, 2, M, F')`` reference log-mel ->
+    ``(B, N)`` fader offsets (dB) whose summed long-term mid spectrum follows the reference's.
+
+    The reference is a mix of (other sections of) these stems, so the shape of its long-term
+    spectrum says how loud each stem sits in it: the offsets ``x`` minimise, per song,
+    ``mean_m (r_m - mean r)^2 + strength * mean_i (x_i - b_i)^2``, where ``r_m`` is the dB
+    difference of the summed stems and the reference in mel band m (the overall level is free)
+    and ``b`` the loudness-balanced point (:func:`fader_offsets_db`), which the second term pulls
+    toward where the spectra cannot tell stems apart.  The means over m take only the live
+    bands: those within ``LIVE_DB`` of the reference's loudest and 20 dB above the floor (the
+    others hold leakage and the floor, not the balance).  Gauss-Newton on the exact Jacobian
+    (the derivative of band m's dB by stem i's fader dB is stem i's share of the band's power);
+    deterministic, no autograd, batched over songs.  0 on padded tracks; at most +-40 dB.
+    """
+    base = fader_offsets_db(stem_mels, mask).double()
+    m = mask.to(torch.float64)
+    power = torch.pow(10.0, stem_mels[..., 0, :, :].double() / 10).mean(-1)  # (B, N, M) mid
+    ref = 10 * torch.log10(torch.pow(10.0, reference_mel[..., 0, :, :].double() / 10).mean(-1) + 1e-20)
+    n_tracks = m.sum(-1, keepdim=True).clamp_min(1.0)
+    # bands more than LIVE_DB under the reference's loudest (or near the floor) hold only
+    # leakage and the floor, not the balance
+    live = (ref > (ref.amax(-1, keepdim=True) - LIVE_DB).clamp_min(FLOOR_DB + 20)).to(torch.float64)
+    w = live / live.sum(-1, keepdim=True)                             # (B, M), sums to 1
+    eye = torch.eye(power.shape[-2], dtype=torch.float64, device=power.device)
+    x = base.clone()
+    for _ in range(iterations):
+        share = torch.pow(10.0, x / 10)[..., None] * m[..., None] * power  # (B, N, M)
+        total = share.sum(-2) + 1e-20
+        r = 10 * torch.log10(total) - ref
+        r = r - (w * r).sum(-1, keepdim=True)
+        jac = share / total[..., None, :]
+        jac = jac - (w[..., None, :] * jac).sum(-1, keepdim=True)    # of the centred residual
+        wjac = jac * w[..., None, :]
+        grad = (wjac @ r[..., None])[..., 0] + strength * (x - base) * m / n_tracks
+        hess = wjac @ jac.transpose(-1, -2) + (strength / n_tracks)[..., None] * eye
+        step = torch.linalg.solve(hess, grad[..., None])[..., 0]
+        x = x - step.clamp(-6.0, 6.0) * m
+    return torch.where(mask, x.clamp(-40.0, 40.0), torch.zeros_like(x)).to(stem_mels.dtype)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..params import MASTER_SPECS, TRACK_SPECS
-from .features import N_MELS, fader_offsets_db
+from .features import N_MELS, fader_offsets_db, reference_balance_db
 
 
 class Encoder(nn.Module):
@@ -46,12 +46,17 @@ class Encoder(nn.Module):
 
 class AutomixNet(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 6, ff_mult: int = 2,
-                 dropout: float = 0.0, relative_faders: bool = False):
+                 dropout: float = 0.0, relative_faders: bool = False, fader_balance: str = "mel"):
         super().__init__()
-        # relative_faders: the gain head predicts each fader from the loudness-balanced point
-        # (features.fader_offsets_db) instead of from the raw stem level
+        # relative_faders: the gain head predicts each fader from a balance point instead of
+        # from the raw stem level; fader_balance says which: "mel", every stem at the median
+        # level (features.fader_offsets_db), or "reference", the levels at which the stems'
+        # summed spectrum follows the reference's (features.reference_balance_db)
+        if fader_balance not in ("mel", "reference"):
+            raise ValueError(f"fader_balance {fader_balance!r}: must be 'mel' or 'reference'")
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
-                       "dropout": dropout, "relative_faders": bool(relative_faders)}
+                       "dropout": dropout, "relative_faders": bool(relative_faders),
+                       "fader_balance": fader_balance}
         self.encoder = Encoder(dim)
         self.kind = nn.Embedding(3, dim)  # 0 track, 1 reference, 2 master
         self.stereo = nn.Embedding(2, dim)
@@ -68,9 +73,12 @@ class AutomixNet(nn.Module):
                 d = torch.tensor([float(s.to_normalized(s.default)) for s in specs])
                 head.bias.copy_(torch.logit(d.clamp(0.02, 0.98)))
 
-    def fader_offsets(self, stem_mels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def fader_offsets(self, stem_mels: torch.Tensor, mask: torch.Tensor,
+                      reference_mel: torch.Tensor) -> torch.Tensor:
         """dB added to the predicted faders (B, N): the balance point, or 0 for absolute faders."""
         if self.config.get("relative_faders"):
+            if self.config.get("fader_balance") == "reference":
+                return reference_balance_db(stem_mels, mask, reference_mel)
             return fader_offsets_db(stem_mels, mask)
         return torch.zeros(mask.shape, dtype=stem_mels.dtype, device=stem_mels.device)
 
