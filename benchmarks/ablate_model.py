@@ -7,6 +7,8 @@ Variants (each runs ``automix.mix(..., refine_steps=0)``, so the loudness search
 are re-run for every variant; log-mel distance to the hidden target, dB, lower is better):
   model              the network's settings as they are (eval_model.py's "model")
   el_faders          faders replaced by equal loudness (-23 LUFS per stem, the heuristic's)
+  ref_balance_faders faders replaced by the reference balance point alone
+                     (automix.model.features.reference_balance_db, no learned deviation)
   el+flat_track_eq   ... and every track EQ gain 0 dB
   el+no_track_comp   ... and every track compressor at ratio 1
   el+flat_master_eq  ... and every master EQ gain 0 dB
@@ -29,12 +31,14 @@ sys.path.insert(0, str(ROOT))
 import automix  # noqa: E402
 from automix import analysis, api  # noqa: E402
 from automix.audio import read_audio  # noqa: E402
+from automix.model.features import reference_balance_db  # noqa: E402
 from benchmarks.eval_model import known_cases  # noqa: E402
 from benchmarks.run import equal_loudness_sum, read_stems  # noqa: E402
 
 VARIANTS = {
     "model": set(),
     "el_faders": {"faders"},
+    "ref_balance_faders": {"ref_faders"},
     "el+flat_track_eq": {"faders", "track_eq"},
     "el+no_track_comp": {"faders", "track_comp"},
     "el+flat_master_eq": {"faders", "master_eq"},
@@ -48,6 +52,10 @@ def _neutralised(start, parts: set):
         tp, mp = start(st, model, ref_mel)
         if "faders" in parts:
             tp["gain_db"] = torch.tensor([-23.0 - l for l in st.loudness], dtype=torch.float64).clamp(-40, 20)
+        if "ref_faders" in parts:
+            mels = torch.stack(st.mels)[None]
+            tp["gain_db"] = reference_balance_db(mels, torch.ones(mels.shape[:2], dtype=torch.bool),
+                                                 ref_mel[None])[0].double()
         for group, params in (("track_eq", tp), ("master_eq", mp)):
             if group in parts:
                 for k in params:
