@@ -55,7 +55,7 @@ class GainPrior:
     sd_db: float = 4.0
     min_db: float = -24.0
     max_db: float = 12.0
-    level_match: float = 0.8        # 0: ignore stem levels; 1: pull every stem to the median level
+    level_match: float = 1.0        # 0: ignore stem levels; 1: pull every stem to the median level
     role_offsets_db: dict = field(default_factory=dict)  # e.g. {"vocals": 2.0}
 
 
