@@ -298,3 +298,27 @@ def test_ddp_two_cpu_processes(data_root, tmp_path):
     init = AutomixNet(**TINY).state_dict()
     changed = any(not torch.equal(init[k], a[k]) for k in a if init[k].shape == a[k].shape)
     assert changed
+
+
+def test_fader_targets_are_relative_to_the_models_balance_point(data_root):
+    """Training and inference share one fader convention: for a reference-balanced model the
+    trainer's targets are the true faders minus ``reference_balance_db`` of the batch's own
+    log-mels (what ``predict_from_mels`` adds back), so target + offset = the true fader."""
+    from automix.model.features import reference_balance_db
+    from automix.params import TRACK_SPECS
+    from training.train import with_model_targets
+
+    ds = build_pairs(config(data_root), "train", render_target=False)
+    batch = batch_of(ds, [(0, 0), (0, 1)])
+    model = AutomixNet(**TINY, relative_faders=True, fader_balance="reference")
+    out = with_model_targets(model, batch)
+    offsets = reference_balance_db(batch["stem_mels"], batch["mask"], batch["reference_mel"])
+    assert torch.allclose(out["fader_offset_db"].float(), offsets.float(), atol=1e-5)
+    gain = [s.name for s in TRACK_SPECS].index("gain_db")
+    spec = TRACK_SPECS[gain]
+    true = spec.to_physical(batch["track_params"][..., gain])
+    back = spec.to_physical(out["track_params"][..., gain]) + out["fader_offset_db"]
+    inside = batch["mask"] & ((true - offsets) > spec.minimum) & ((true - offsets) < spec.maximum)
+    assert inside.sum() >= 4
+    assert torch.allclose(back[inside].float(), true[inside].float(), atol=1e-3)
+    assert not torch.allclose(out["track_params"][..., gain], batch["track_params"][..., gain])
