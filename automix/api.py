@@ -358,9 +358,10 @@ def _start(st: _Stems, model, ref_mel):
     return predict_from_mels(model, torch.stack(st.mels), st.stereo, ref_mel)
 
 
-def _prepare(stems, reference, model, say):
+def _prepare(stems, reference, model, say, with_spectra: bool = False):
     """Inputs checked and analysed: (sample rate, stems survey, reference features, reference
-    spectra on the mix fit's grid, reference log-mel or None, notes)."""
+    spectra on the mix fit's grid (None unless ``with_spectra``), reference log-mel or None,
+    notes)."""
     stem_paths, notes = find_stems(stems)
     infos = [audio_info(p) for p in stem_paths]
     sr, rate_notes = _project_rate(infos)
@@ -370,7 +371,7 @@ def _prepare(stems, reference, model, say):
     notes += ref_notes
     say("analysing the reference and the stems")
     ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the stems are read
-    ref_spectra_job = background.submit(Spectra.of, to_stereo(ref_audio), sr)
+    ref_spectra_job = background.submit(Spectra.of, to_stereo(ref_audio), sr) if with_spectra else None
     ref_mel = None
     if model is not None:
         from .model.predict import song_mels
@@ -383,7 +384,8 @@ def _prepare(stems, reference, model, say):
               for p in st.silent]
     if not st.names:
         raise AutomixError(f"{stems}: every stem is silent")
-    return sr, st, ref_features, ref_spectra_job.result(), ref_mel, notes
+    ref_spectra = ref_spectra_job.result() if ref_spectra_job is not None else None
+    return sr, st, ref_features, ref_spectra, ref_mel, notes
 
 
 def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
@@ -429,7 +431,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     net = resolve_model(model)
     if net is None and refine_steps == 0:
         raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
-    sr, st, ref_features, ref_spectra, ref_mel, notes = _prepare(stems, reference, net, say)
+    sr, st, ref_features, ref_spectra, ref_mel, notes = _prepare(stems, reference, net, say,
+                                                                 with_spectra=refine_steps > 0)
     if net is not None:
         say("predicting settings")
     start, master_start = _start(st, net, ref_mel)

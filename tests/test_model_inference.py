@@ -253,5 +253,7 @@ def test_reference_balanced_model_adds_the_fitted_offsets():
     b, _ = predict_from_mels(balanced, mels, [True] * 3, ref)
     off = reference_balance_db(mels[None], torch.ones(1, 3, dtype=torch.bool), ref[None])[0]
     assert (b["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)
-    with pytest.raises(ValueError, match="fader_balance"):
+    from automix.errors import AutomixError
+
+    with pytest.raises(AutomixError, match="fader_balance"):
         AutomixNet(dim=32, depth=1, heads=2, fader_balance="loudest")

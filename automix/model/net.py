@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import AutomixError
 from ..params import MASTER_SPECS, TRACK_SPECS
 from .features import N_MELS, fader_offsets_db, reference_balance_db
 
@@ -53,7 +54,7 @@ class AutomixNet(nn.Module):
         # level (features.fader_offsets_db), or "reference", the levels at which the stems'
         # summed spectrum follows the reference's (features.reference_balance_db)
         if fader_balance not in ("mel", "reference"):
-            raise ValueError(f"fader_balance {fader_balance!r}: must be 'mel' or 'reference'")
+            raise AutomixError(f"model.fader_balance={fader_balance!r}: choose mel or reference")
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
                        "dropout": dropout, "relative_faders": bool(relative_faders),
                        "fader_balance": fader_balance}
