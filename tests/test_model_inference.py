@@ -257,3 +257,23 @@ def test_reference_balanced_model_adds_the_fitted_offsets():
 
     with pytest.raises(AutomixError, match="fader_balance"):
         AutomixNet(dim=32, depth=1, heads=2, fader_balance="loudest")
+
+
+def test_reference_balance_ignores_dead_bands_and_silent_references():
+    """A band where the reference has content but no stem does (no fader can reach it) does
+    not move the faders; a reference at the floor everywhere leaves the balance point."""
+    from automix.model.features import fader_offsets_db, reference_balance_db
+
+    bands = [slice(0, 20), slice(20, 40)]
+    stems = _band_mels([-20.0, -20.0], bands)
+    ref = 10 * torch.log10(torch.pow(10.0, _band_mels([-16.0, -23.0], bands) / 10).sum(0))
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    x = reference_balance_db(stems[None], mask, ref[None])[0]
+    extra = ref.clone()
+    extra[0, 40:] = -30.0  # content only the reference has
+    y = reference_balance_db(stems[None], mask, extra[None])[0]
+    assert torch.isfinite(y).all() and y.tolist() == pytest.approx(x.tolist(), abs=1e-6)
+    assert float(x[0] - x[1]) == pytest.approx(7.0, abs=0.3)
+    silent = torch.full_like(ref, -100.0)
+    z = reference_balance_db(stems[None], mask, silent[None])[0]
+    assert z.tolist() == pytest.approx(fader_offsets_db(stems[None])[0].tolist(), abs=1e-9)

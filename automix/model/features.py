@@ -86,8 +86,9 @@ def reference_balance_db(stem_mels: torch.Tensor, mask: torch.Tensor, reference_
     difference of the summed stems and the reference in mel band m (the overall level is free)
     and ``b`` the loudness-balanced point (:func:`fader_offsets_db`), which the second term pulls
     toward where the spectra cannot tell stems apart.  The means over m take only the live
-    bands: those within ``LIVE_DB`` of the reference's loudest and 20 dB above the floor (the
-    others hold leakage and the floor, not the balance).  Gauss-Newton on the exact Jacobian
+    bands: those within ``LIVE_DB`` of the reference's loudest, 20 dB above the floor, and
+    where some stem is 20 dB above the floor (the others hold leakage and the floor, not the
+    balance); with none live, the result is ``b``.  Gauss-Newton on the exact Jacobian
     (the derivative of band m's dB by stem i's fader dB is stem i's share of the band's power);
     deterministic, no autograd, batched over songs.  0 on padded tracks; at most +-40 dB.
     """
@@ -97,9 +98,12 @@ def reference_balance_db(stem_mels: torch.Tensor, mask: torch.Tensor, reference_
     ref = 10 * torch.log10(torch.pow(10.0, reference_mel[..., 0, :, :].double() / 10).mean(-1) + 1e-20)
     n_tracks = m.sum(-1, keepdim=True).clamp_min(1.0)
     # bands more than LIVE_DB under the reference's loudest (or near the floor) hold only
-    # leakage and the floor, not the balance
-    live = (ref > (ref.amax(-1, keepdim=True) - LIVE_DB).clamp_min(FLOOR_DB + 20)).to(torch.float64)
-    w = live / live.sum(-1, keepdim=True)                             # (B, M), sums to 1
+    # leakage and the floor, not the balance; nor do bands where no stem has content (no
+    # fader can change them)
+    loudest_stem = stem_mels[..., 0, :, :].double().mean(-1).masked_fill(~mask[..., None], FLOOR_DB)
+    live = ((ref > (ref.amax(-1, keepdim=True) - LIVE_DB).clamp_min(FLOOR_DB + 20))
+            & (loudest_stem.amax(-2) > FLOOR_DB + 20)).to(torch.float64)
+    w = live / live.sum(-1, keepdim=True).clamp_min(1.0)  # (B, M); all 0: the balance point
     eye = torch.eye(power.shape[-2], dtype=torch.float64, device=power.device)
     x = base.clone()
     for _ in range(iterations):
