@@ -371,7 +371,9 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False):
     notes += ref_notes
     say("analysing the reference and the stems")
     ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the stems are read
-    ref_spectra_job = background.submit(Spectra.of, to_stereo(ref_audio), sr) if with_spectra else None
+    ref_spectra_job = None
+    if with_spectra:  # the mix fit's grid (the analysis' spectra are on another)
+        ref_spectra_job = background.submit(Spectra.of, to_stereo(ref_audio), sr)
     ref_mel = None
     if model is not None:
         from .model.predict import song_mels

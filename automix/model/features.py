@@ -95,7 +95,8 @@ def reference_balance_db(stem_mels: torch.Tensor, mask: torch.Tensor, reference_
     base = fader_offsets_db(stem_mels, mask).double()
     m = mask.to(torch.float64)
     power = torch.pow(10.0, stem_mels[..., 0, :, :].double() / 10).mean(-1)  # (B, N, M) mid
-    ref = 10 * torch.log10(torch.pow(10.0, reference_mel[..., 0, :, :].double() / 10).mean(-1) + 1e-20)
+    ref_power = torch.pow(10.0, reference_mel[..., 0, :, :].double() / 10).mean(-1)  # (B, M)
+    ref = 10 * torch.log10(ref_power + 1e-20)
     n_tracks = m.sum(-1, keepdim=True).clamp_min(1.0)
     # bands more than LIVE_DB under the reference's loudest (or near the floor) hold only
     # leakage and the floor, not the balance; nor do bands where no stem has content (no

@@ -45,7 +45,8 @@ def predict_from_mels(model: AutomixNet, stem_mels: torch.Tensor, is_stereo, ref
     stereo = torch.as_tensor(list(is_stereo), dtype=torch.bool)[None]
     track, master = model(stem_mels[None], mask, stereo, reference_mel[None])
     tp = {k: v[0] for k, v in to_physical(track.double(), TRACK_SPECS).items()}
-    tp["gain_db"] = tp["gain_db"] + model.fader_offsets(stem_mels[None], mask, reference_mel[None])[0].double()
+    offsets = model.fader_offsets(stem_mels[None], mask, reference_mel[None])[0]
+    tp["gain_db"] = tp["gain_db"] + offsets.double()
     mp = {k: v[0] for k, v in to_physical(master.double(), MASTER_SPECS).items()}
     return tp, mp
 
