@@ -21,8 +21,8 @@ from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel,
                            log_level, lookahead_samples)
 from .errors import AutomixError
 from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
-from .match import (EQ_GAIN_KEYS, Spectra, Target, fit_master_tone, fit_mix, graphic_eq_settings,
-                    predict_master)
+from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_tone, fit_mix,
+                    graphic_eq_settings, predict_master)
 from .params import MASTER_SPECS, TRACK_SPECS, defaults
 from .render import BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources, render_mix
 from .settings import (FORMAT, VERSION, compressor_from_params, master_from_params,
@@ -242,6 +242,11 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         master = master_from_params(fitted)
         if "graphic" in fitted:
             master["eq"] += graphic_eq_settings(fitted["graphic"], sr)
+        if "side_graphic" in fitted:
+            master["side_eq"] = graphic_eq_settings(fitted["side_graphic"], sr)
+        if float(fitted.get("widener", 0.0)) > 0:
+            master["widener"] = {"gain_db": round(10 * np.log10(float(fitted["widener"])), 3),
+                                 "delay_ms": WIDENER_DELAY_MS}
         # Dynamics: a reference denser than the ceiling forces (peaks well under it at this
         # loudness) is matched by limiting to its peak-to-loudness ratio: a lower limiter ceiling.
         # (at most 6 dB under the ceiling: beyond that the limiter would be heard)
@@ -396,7 +401,8 @@ def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
     tracks += [{"name": p.stem, "file": p.name, "eq": [], "compressor": {}, "gain_db": 0.0,
                 "pan": 0.0, "width": 1.0, "mute": True} for p in st.silent]
     return {"format": FORMAT, "version": VERSION, "sample_rate": sr, "tracks": tracks,
-            "master": {"eq": [], "compressor": {}, "width": 1.0, "gain_db": 0.0, "limiter": {}}}
+            "master": {"eq": [], "compressor": {}, "side_eq": [], "widener": {}, "width": 1.0,
+                       "gain_db": 0.0, "limiter": {}}}
 
 
 def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0) -> dict:

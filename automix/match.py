@@ -40,6 +40,17 @@ _EPS = 1e-20
 GRAPHIC_CENTRES_HZ = tuple(40.0 * 2 ** (k / 2) for k in range(18))   # 40 Hz .. 14.5 kHz
 GRAPHIC_Q = 2.0
 GRAPHIC_MAX_DB = 6.0
+# The master's side EQ: the same centres, on the side channel alone (mid/side EQ), so the side's
+# tone can follow the reference's without touching the mid.  Wider bounds than the main match EQ:
+# side tone differs more between mixes, and it is less exposed.
+SIDE_GRAPHIC_MAX_DB = 9.0
+# The master's widener (a delayed copy of the mid added to the side) reaches widths that no
+# side gain can on a near-mono mix.  Power of the added side relative to the mid: up to -3 dB;
+# under -30 dB it is left out of the settings.  Its cost keeps it off when width and side EQ do.
+WIDENER_MAX = 0.5
+WIDENER_MIN_DB = -30.0
+WIDENER_DELAY_MS = 15.0
+WIDENER_COST = 20.0
 # The mix fit's left/right balance term: a miss of BALANCE_SCALE in (L - R) / (L + R) (about
 # 0.9 dB of L/R level) in every band costs BALANCE_WEIGHT x a 1 dB tonal miss (Huber)
 BALANCE_SCALE = 0.1
@@ -152,6 +163,18 @@ class _Model:
             g = graphic_band(params["graphic"], self.sr)
             power = power * (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
         return power
+
+    def master_powers(self, params: dict, mid, side):
+        """Cell powers of the master's mid and side under master ``params`` (EQ -> stereo
+        stage: side plus the widener's delayed mid, side EQ, width), from the mix's cell powers
+        ``mid``, ``side``.  The widener's delayed mid is taken as uncorrelated with the side."""
+        h = self.eq_power(params)
+        if "widener" in params:
+            side = side + params["widener"] * mid
+        if "side_graphic" in params:
+            g = graphic_band(params["side_graphic"], self.sr)
+            side = side * (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
+        return h * mid, h * side * params["width"] ** 2
 
     def features(self, p_mid, p_side):
         """Normalised band curves (dB) and width (dB) from cell powers."""
@@ -350,20 +373,45 @@ def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
     model = _Model(sample_rate, spectra.nperseg)
     with torch.no_grad():
         p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
-        h = model.eq_power(p)
-        mid_db, side_db, width = model.features(h * model.summarise(spectra.mid),
-                                                h * model.summarise(spectra.side) * p["width"] ** 2)
+        mid_db, side_db, width = model.features(*model.master_powers(
+            p, model.summarise(spectra.mid), model.summarise(spectra.side)))
     return Target(mid_db.numpy(), side_db.numpy(), float(width))
 
 
 def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: int,
                     steps: int = 300, device: str = "cpu",
                     init: dict | None = None) -> tuple[dict, float]:
-    """Fit the master EQ gains, the match EQ's gains (returned under ``"graphic"``) and the
-    width so the master's tone and width match ``target``.  The fit is regularised toward
-    ``start`` and begins at ``init`` (default: ``start``)."""
+    """Fit the master EQ gains, the match EQ's gains (returned under ``"graphic"``), the width
+    and, when the target has a side, the side EQ's gains (``"side_graphic"``) and the widener's
+    power relative to the mid (``"widener"``), so the master's tone and width match
+    ``target``.  The fit is regularised toward ``start`` and begins at ``init`` (default:
+    ``start``)."""
     with _on(device):
         return _fit_master_tone(spectra, target, start, sample_rate, steps, init)
+
+
+def _graphic_raw(values, n: int, bound: float) -> torch.Tensor:
+    g0 = torch.zeros(n, dtype=torch.float64) if values is None else torch.as_tensor(values)
+    return torch.atanh((g0.to(torch.float64) / bound).clamp(-0.999, 0.999)).clone().requires_grad_()
+
+
+def _smooth_cost(g: torch.Tensor) -> torch.Tensor:
+    """Small and smooth (``g`` normalised by its bound): a tilt or a bump, not a comb."""
+    return 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
+
+
+# the widener's power is fitted on a dB scale: 60 dB up to WIDENER_MAX (Adam's steps are even)
+_WIDENER_TOP_DB = 10 * np.log10(WIDENER_MAX)
+
+
+def _widener_power(raw: torch.Tensor) -> torch.Tensor:
+    return 10 ** ((_WIDENER_TOP_DB - 30 + 30 * torch.tanh(raw)) / 10)
+
+
+def _widener_raw(power: float) -> torch.Tensor:
+    db = 10 * np.log10(max(power, 1e-9))
+    value = np.arctanh(np.clip((db - _WIDENER_TOP_DB + 30) / 30, -0.999, 0.999))
+    return torch.tensor(value, dtype=torch.float64, requires_grad=True)
 
 
 def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
@@ -374,25 +422,36 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
     names = list(EQ_GAIN_KEYS) + (["width"] if target.width_db is not None else [])
     first = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in (init or start).items()}
     raw = {k: _unbounded(specs[k], first[k]).clone().requires_grad_() for k in names}
-    g0 = first.get("graphic", torch.zeros(len(GRAPHIC_CENTRES_HZ), dtype=torch.float64))
-    raw["graphic"] = torch.atanh((g0 / GRAPHIC_MAX_DB).clamp(-0.999, 0.999)).clone().requires_grad_()
+    n = len(GRAPHIC_CENTRES_HZ)
+    raw["graphic"] = _graphic_raw(first.get("graphic"), n, GRAPHIC_MAX_DB)
+    stereo = target.side_db is not None and target.width_db is not None
+    if stereo:
+        raw["side_graphic"] = _graphic_raw(first.get("side_graphic"), n, SIDE_GRAPHIC_MAX_DB)
+        raw["widener"] = _widener_raw(float(first.get("widener", 0.0)))
 
     def physical():
         p = dict(start)
-        p.update({k: _bounded(specs[k], v) for k, v in raw.items() if k != "graphic"})
+        p.update({k: _bounded(specs[k], v) for k, v in raw.items() if k in specs})
         p["graphic"] = GRAPHIC_MAX_DB * torch.tanh(raw["graphic"])
+        if stereo:
+            p["side_graphic"] = SIDE_GRAPHIC_MAX_DB * torch.tanh(raw["side_graphic"])
+            p["widener"] = _widener_power(raw["widener"])
         return p
 
     def closure():
         p = physical()
-        h = model.eq_power(p)
-        loss = model.loss(h * mid, h * side * p["width"] ** 2, target, side_weight=0.25)
+        loss = model.loss(*model.master_powers(p, mid, side), target, side_weight=0.25)
         # pulled toward the start (neutral, or the network's proposal)
         reg = sum(((p[k] - start[k]) / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
-        g = p["graphic"] / GRAPHIC_MAX_DB  # small and smooth: a tilt or a bump, not a comb
-        reg = reg + 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
+        reg = reg + _smooth_cost(p["graphic"] / GRAPHIC_MAX_DB)
+        if stereo:
+            reg = reg + _smooth_cost(p["side_graphic"] / SIDE_GRAPHIC_MAX_DB)
+            reg = reg + WIDENER_COST * p["widener"]
         return loss + reg + 0.05 * (p["width"] - start["width"]) ** 2
 
     final = _optimize(raw, closure, steps, lr=0.05, min_gain=MASTER_FIT_MIN_GAIN)
     with torch.no_grad():
-        return {k: v.detach().cpu() for k, v in physical().items()}, final
+        fitted = {k: v.detach().cpu() for k, v in physical().items()}
+    if stereo and 10 * np.log10(float(fitted["widener"])) < WIDENER_MIN_DB:
+        fitted["widener"] = torch.tensor(0.0, dtype=torch.float64)  # inaudible: left out
+    return fitted, final

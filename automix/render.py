@@ -64,7 +64,12 @@ class TrackStrip:
 
 
 class MasterPre:
-    """The master chain before the limiter: EQ -> compressor -> width -> gain, block by block."""
+    """The master chain before the limiter: EQ -> compressor -> stereo stage -> gain, block by
+    block.  The stereo stage works on mid ``M = (L+R)/2`` and side ``S = (L-R)/2``: the widener
+    adds the mid delayed by ``delay_ms`` at ``gain_db`` to the side (Lauridsen's pseudo-stereo:
+    complementary combs in L and R, so ``L+R`` is untouched and the master stays mono
+    compatible), the side EQ filters the side alone, and ``S *= width``.  Both are bypassed
+    when absent; then the stage is plain width, as before."""
 
     def __init__(self, master: dict, sample_rate: int):
         self.eq = EqState(_bands(master["eq"]), sample_rate, 2)
@@ -72,6 +77,12 @@ class MasterPre:
         self.comp_state = np.zeros(1)
         self.width = float(master["width"])
         self.gain = 10 ** (master["gain_db"] / 20)
+        side_eq = master.get("side_eq") or []
+        self.side_eq = EqState(_bands(side_eq), sample_rate, 1) if side_eq else None
+        widener = master.get("widener") or {}
+        self.widen = 10 ** (widener["gain_db"] / 20) if widener else 0.0
+        delay = int(round(widener.get("delay_ms", 0.0) * sample_rate / 1000)) if widener else 0
+        self.delay_line = np.zeros(delay)  # the mid's last ``delay`` samples
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """The chain's output for ``block`` (2, n): a new float64 array."""
@@ -79,7 +90,21 @@ class MasterPre:
         self.eq.process_inplace(x)
         compressor_kernel(x, self.comp, self.comp_state)
         out = np.zeros((2, x.shape[1]))
-        pan_width_accumulate(x, 1.0, self.width, self.gain, self.gain, out)  # width, then gain
+        if self.side_eq is None and not self.widen:
+            pan_width_accumulate(x, 1.0, self.width, self.gain, self.gain, out)  # width, then gain
+            return out
+        mid = (x[0] + x[1]) / 2
+        side = ((x[0] - x[1]) / 2)[None].copy()
+        if self.widen:
+            d = len(self.delay_line)
+            line = np.concatenate((self.delay_line, mid))
+            side[0] += self.widen * line[:len(mid)]
+            self.delay_line = line[len(line) - d:]
+        if self.side_eq is not None:
+            self.side_eq.process_inplace(side)
+        side = side[0] * self.width
+        out[0] = (mid + side) * self.gain
+        out[1] = (mid - side) * self.gain
         return out
 
 

@@ -31,13 +31,16 @@ LIMITS = {
     "track_gain_db": (-120.0, 48.0), "master_gain_db": (-48.0, 60.0),
     "pan": (-1.0, 1.0), "width": (0.0, 4.0),
     "ceiling_dbtp": (-30.0, 0.0), "lookahead_ms": (0.1, 50.0),
+    "widener_gain_db": (-120.0, 0.0), "delay_ms": (1.0, 50.0),
 }
 COMPRESSOR_DEFAULTS = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 10.0, "release_ms": 150.0,
                        "knee_db": 6.0, "makeup_db": 0.0}
 LIMITER_DEFAULTS = {"ceiling_dbtp": -1.0, "lookahead_ms": LIMITER_LOOKAHEAD_MS, "release_ms": 80.0}
 TRACK_DEFAULTS = {"eq": [], "compressor": {}, "gain_db": 0.0, "pan": 0.0, "width": 1.0,
                   "mute": False}
-MASTER_DEFAULTS = {"eq": [], "compressor": {}, "width": 1.0, "gain_db": 0.0, "limiter": {}}
+WIDENER_DEFAULTS = {"gain_db": -60.0, "delay_ms": 15.0}
+MASTER_DEFAULTS = {"eq": [], "compressor": {}, "side_eq": [], "widener": {}, "width": 1.0,
+                   "gain_db": 0.0, "limiter": {}}
 
 
 class _Checker:
@@ -156,6 +159,9 @@ def _master(c: _Checker, m):
     return {"eq": _eq(c, m.get("eq", []), "master.eq"),
             "compressor": _processor(c, m.get("compressor", {}), "master.compressor",
                                      COMPRESSOR_DEFAULTS, {}),
+            "side_eq": _eq(c, m.get("side_eq", []), "master.side_eq"),
+            "widener": _processor(c, m.get("widener", {}), "master.widener", WIDENER_DEFAULTS,
+                                  {"gain_db": "widener_gain_db"}),
             "width": c.number(m.get("width", 1.0), "master.width", "width"),
             "gain_db": c.number(m.get("gain_db", 0.0), "master.gain_db", "master_gain_db"),
             "limiter": _processor(c, m.get("limiter", {}), "master.limiter", LIMITER_DEFAULTS, {})}
@@ -210,8 +216,8 @@ def track_from_params(name: str, file: str, p: dict) -> dict:
 
 
 def master_from_params(p: dict, lookahead_ms: float = LIMITER_LOOKAHEAD_MS) -> dict:
-    return {"eq": eq_from_params(p), "compressor": compressor_from_params(p),
-            "width": _f(p["width"]), "gain_db": _f(p["gain_db"]),
+    return {"eq": eq_from_params(p), "compressor": compressor_from_params(p), "side_eq": [],
+            "widener": {}, "width": _f(p["width"]), "gain_db": _f(p["gain_db"]),
             "limiter": {"ceiling_dbtp": _f(p["limiter.ceiling_dbtp"]), "lookahead_ms": lookahead_ms,
                         "release_ms": _f(p["limiter.release_ms"])}}
 
