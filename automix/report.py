@@ -75,6 +75,12 @@ def _settings_text(settings: dict) -> str:
     c = m["compressor"]
     lines.append("compressor: " + (f"{c['threshold_db']:.1f} dB, {c['ratio']:.1f}:1, "
                                    f"{c['attack_ms']:.0f}/{c['release_ms']:.0f} ms" if c else "off"))
+    side = [b.get("gain_db", 0.0) for b in m.get("side_eq", [])]
+    if side:
+        lines.append(f"side EQ: {len(side)} bands, {min(side):+.1f} .. {max(side):+.1f} dB")
+    if m.get("widener"):
+        w = m["widener"]
+        lines.append(f"widener: delayed mid {w['gain_db']:+.1f} dB, {w['delay_ms']:.0f} ms")
     lines.append(f"width: {m['width']:.2f}   gain: {m['gain_db']:+.1f} dB")
     lim = m["limiter"]
     if lim:

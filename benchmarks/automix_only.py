@@ -1,6 +1,6 @@
 """automix alone on the real-music benchmark's cached mixing/mastering cases, in-process.
 
-    .venv/bin/python benchmarks/automix_only.py master|mix [--model PATH|none]
+    .venv/bin/python benchmarks/automix_only.py master|mix [--model PATH|none] [--ceiling DBTP]
 
 A quick re-measure of automix's quality after a change, without re-running the baselines
 (Matchering's numbers do not change): prints per-case and mean errors against the reference
@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=("master", "mix"))
     ap.add_argument("--model", default="default", help="checkpoint, or none (mix only)")
+    ap.add_argument("--ceiling", type=float, default=-1.0, help="true-peak ceiling (dBTP)")
     ap.add_argument("--cases", type=Path, default=ROOT / "benchmarks" / "cache" / "cases" / "full-v1")
     args = ap.parse_args(argv)
     model = None if args.model == "none" else args.model
@@ -36,9 +37,9 @@ def main(argv=None) -> int:
     for d in sorted(args.cases.glob(f"{args.kind}_*")):
         t0 = time.perf_counter()
         if args.kind == "master":
-            r = automix.master(d / "mix.wav", d / "reference.wav")
+            r = automix.master(d / "mix.wav", d / "reference.wav", ceiling=args.ceiling)
         else:
-            r = automix.mix(d / "stems", d / "reference.wav", model=model)
+            r = automix.mix(d / "stems", d / "reference.wav", model=model, ceiling=args.ceiling)
         a = r.settings["analysis"]
         m, ref = a["master"], a["reference"]
         row = (analysis.loudness_error_lu(m, ref), m["true_peak_dbtp"],
