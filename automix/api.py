@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from . import analysis, background
-from .audio import audio_info, is_audio_file, pad_to_length, read_audio, resample, to_stereo
+from .audio import (BlockReader, audio_info, is_audio_file, pad_to_length, read_audio, resample,
+                    to_stereo)
 from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
                            log_level, lookahead_samples)
 from .errors import AutomixError
@@ -309,9 +310,14 @@ def resolve_model(model):
     return load_model(model)
 
 
+STEM_MEMORY_BYTES = 1 << 30  # stems read once are kept (float32) up to this much, not re-read
+
+
 @dataclass
 class _Stems:
-    """What the stages need to know about the stems (the audio itself is re-read when needed)."""
+    """What the stages need to know about the stems.  The audio read by the survey is kept in
+    ``audio`` while it fits in STEM_MEMORY_BYTES (8 stereo stems of 3 min take 0.5 GB); the
+    rest is re-read from disk when needed, so memory stays bounded on long songs."""
     paths: list[Path]
     names: list[str]
     files: list[str]
@@ -320,6 +326,22 @@ class _Stems:
     stereo: list[bool]
     silent: list[Path]
     mels: list | None  # the network's input, when a model is used
+    audio: dict = field(default_factory=dict)  # path -> float32 (channels, samples) at sr
+
+    def keep(self, path: Path, audio: np.ndarray) -> None:
+        if sum(a.nbytes for a in self.audio.values()) + audio.nbytes <= STEM_MEMORY_BYTES:
+            self.audio[path] = audio
+
+    def read(self, path: Path, sr: int) -> np.ndarray:
+        return self.audio[path] if path in self.audio else _read_stem(path, sr)
+
+    def sources(self, settings: dict, folder) -> list[BlockReader]:
+        """Block readers for the settings' tracks: kept stems from memory (the same float32
+        samples a reader of the file gives), the others from disk."""
+        kept = {p.name: a for p, a in self.audio.items()}
+        disk = open_sources(settings, folder, skip=kept.keys())
+        return [BlockReader.of_array(kept[t["file"]]) if s is None else s
+                for t, s in zip(settings["tracks"], disk)]
 
 
 def _read_stem(path: Path, sr: int) -> np.ndarray:
@@ -328,29 +350,44 @@ def _read_stem(path: Path, sr: int) -> np.ndarray:
 
 
 def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool) -> _Stems:
-    from .model.predict import song_mels  # cheap: torch is loaded already
-
+    # the stems are read and measured on the background pool: the reads, the K-weighting and
+    # the FFTs release the GIL, so two stems are measured at once on two cores
+    jobs = [background.submit(_survey_stem, p, sr, length, with_mels) for p in stem_paths]
     st = _Stems([], [], [], [], [], [], [], [] if with_mels else None)
-    for path in stem_paths:
-        audio = _read_stem(path, sr)
-        peak = float(np.abs(audio).max())
-        if peak < 1e-5:
+    for i, path in enumerate(stem_paths):
+        found = jobs[i].result()
+        jobs[i] = None  # its audio is dropped here unless kept
+        if found is None:
             st.silent.append(path)
             continue
+        audio, loudness, peak_db, mel = found
         st.paths.append(path)
         st.names.append(path.stem)
         st.files.append(path.name)
         st.stereo.append(audio.shape[0] == 2)
-        st.loudness.append(max(analysis.integrated_loudness(audio, sr), -70.0))
-        st.peaks_db.append(20 * np.log10(peak))
+        st.loudness.append(loudness)
+        st.peaks_db.append(peak_db)
         if with_mels:
-            st.mels.append(song_mels(pad_to_length(audio, length)[None], sr)[0])
+            st.mels.append(mel)
+        st.keep(path, audio)
     return st
+
+
+def _survey_stem(path: Path, sr: int, length: int, with_mels: bool):
+    """One stem read and measured: (audio, loudness, peak dB, log-mel or None); None if silent."""
+    from .model.predict import song_mels  # cheap: torch is loaded already
+
+    audio = _read_stem(path, sr)
+    peak = float(np.abs(audio).max())
+    if peak < 1e-5:
+        return None
+    mel = song_mels(pad_to_length(audio, length)[None], sr)[0] if with_mels else None
+    return audio, max(analysis.integrated_loudness(audio, sr), -70.0), 20 * np.log10(peak), mel
 
 
 def _stem_spectra(st: _Stems, sr: int, compressors: list[dict]) -> list[Spectra]:
     """The fit models the linear stages: each stem is summarised after its (fixed) compressor."""
-    return [Spectra.of(_compress(_read_stem(p, sr), c, sr), sr)
+    return [Spectra.of(_compress(st.read(p, sr), c, sr), sr)
             for p, c in zip(st.paths, compressors)]
 
 
@@ -462,11 +499,12 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                                  zip(st.loudness, fitted["gain_db"])))
     _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
     say("rendering the mix")
-    mix_audio = _render_mix(settings, stems)
+    mix_audio = _render_mix(settings, st.sources(settings, stems))
     peak_db = 20 * np.log10(np.abs(mix_audio).max() + 1e-12)
     if peak_db > -1.0:
         _shift_faders(settings, -1.0 - peak_db)
-        mix_audio = _render_mix(settings, stems)
+        mix_audio = _render_mix(settings, st.sources(settings, stems))
+    st.audio.clear()  # the stems are not needed any more: free their memory for the master
     on_audio("mix", mix_audio, sr)
 
     say("mastering")
@@ -487,8 +525,7 @@ def _shift_faders(settings: dict, offset_db: float) -> None:
         t["gain_db"] = float(np.clip(t["gain_db"] + offset_db, -120, 48))
 
 
-def _render_mix(settings: dict, stems) -> np.ndarray:
-    sources = open_sources(settings, stems)
+def _render_mix(settings: dict, sources: list[BlockReader]) -> np.ndarray:
     try:
         length = max(s.frames for s in sources)
         return render_mix(sources, settings["tracks"], settings["sample_rate"], length)

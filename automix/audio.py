@@ -172,6 +172,15 @@ class BlockReader:
             self._file = None
             self.frames = self._data.shape[1]
 
+    @classmethod
+    def of_array(cls, audio: np.ndarray) -> "BlockReader":
+        """A reader of audio already in memory: float32 ``(channels, samples)`` at the target
+        rate, e.g. a file read whole by :func:`read_audio` (the same samples it streams)."""
+        reader = cls.__new__(cls)
+        reader.info, reader.channels, reader._pos = None, audio.shape[0], 0
+        reader._data, reader._file, reader.frames = audio, None, audio.shape[1]
+        return reader
+
     def read(self, n: int) -> np.ndarray:
         """The next ``n`` samples as float32 ``(channels, n)``."""
         if self._data is not None:

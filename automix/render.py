@@ -151,11 +151,15 @@ def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: 
     return mix
 
 
-def open_sources(settings: dict, stems_dir) -> list[BlockReader]:
+def open_sources(settings: dict, stems_dir, skip=frozenset()) -> list[BlockReader | None]:
+    """A reader per track of ``settings`` (None for the files named in ``skip``)."""
     stems_dir = Path(stems_dir)
     sources = []
     for t in settings["tracks"]:
         path = stems_dir / t["file"]
+        if t["file"] in skip:
+            sources.append(None)
+            continue
         if not path.is_file():
             raise AutomixError(f"{path}: stem file named in the settings (track {t['name']!r}) "
                                "does not exist")

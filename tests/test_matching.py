@@ -121,6 +121,17 @@ def test_api_master_is_the_render_executors_output(known_case):
     assert np.array_equal(m.master, master_again)
 
 
+def test_stems_kept_in_memory_or_reread_give_the_same_mix(known_case, monkeypatch):
+    """Stems read once are kept in memory up to a budget; past it they are re-read from disk.
+    Both paths must feed the fit and the render the same samples."""
+    root, _ = known_case
+    kept = automix.mix(root / "stems", root / "reference.wav", model=None, refine_steps=20)
+    monkeypatch.setattr(automix.api, "STEM_MEMORY_BYTES", 0)
+    reread = automix.mix(root / "stems", root / "reference.wav", model=None, refine_steps=20)
+    assert np.array_equal(kept.mix, reread.mix) and np.array_equal(kept.master, reread.master)
+    assert kept.settings["tracks"] == reread.settings["tracks"]
+
+
 def test_first_master_pass_on_excerpts(known_case, monkeypatch):
     """A long mix's first master pass (which only measures the limiter's tilt) runs on
     excerpts: the master still meets the loudness and ceiling, its tone stays within 0.3 dB of
