@@ -280,6 +280,14 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     return master, goal, final
 
 
+def _widener_notes(master: dict, mix_features: dict) -> list[str]:
+    if not master.get("widener"):
+        return []
+    return [f"the mix is nearly mono (width {mix_features['width_db']:.0f} dB): the master's width "
+            f"comes partly from the widener (the mid, delayed {master['widener']['delay_ms']:g} ms, "
+            f"at {master['widener']['gain_db']:.1f} dB in the side); --width 0 keeps the mix's image"]
+
+
 def _reference_features(path, sr: int) -> tuple[dict, list[str]]:
     """The reference read, checked and analysed at ``sr`` (a background job), and its notes."""
     audio, _, notes = load_reference(path, sr)
@@ -513,6 +521,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
         predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
     on_audio("master", master_final, sr)
+    notes += _widener_notes(settings["master"], mix_features)
     settings = validate(settings, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
@@ -571,6 +580,7 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
                                                        spectra=mix_spectra)
     if on_audio is not None:
         on_audio("master", master_final, sr)
+    notes += _widener_notes(master_settings, mix_features)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
                          "tracks": [track], "master": master_settings}, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,

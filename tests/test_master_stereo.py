@@ -119,13 +119,14 @@ def test_master_widens_a_near_mono_mix(stereo_cases):
     assert a["mix"]["width_db"] < -50
     assert analysis.width_error_db(a["master"], a["reference"]) < 1.0
     assert r.settings["master"]["widener"]["gain_db"] > -30
+    assert any("nearly mono" in n and "--width 0" in n for n in r.notes)
     # the widener only adds side: the mono sum is the mix's, through EQ, gain and limiter
     master = r.master
     assert analysis.stereo_width_db(master) == pytest.approx(a["master"]["width_db"], abs=0.01)
     # --width 0 keeps the mix's width: no widener
     kept = automix.master(root / "near_mono.wav", root / "reference.wav",
                           amounts=automix.Amounts(width=0.0))
-    assert kept.settings["master"]["widener"] == {}
+    assert kept.settings["master"]["widener"] == {} and not kept.notes
     assert kept.settings["analysis"]["master"]["width_db"] < -50
 
 
