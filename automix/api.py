@@ -280,12 +280,22 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     return master, goal, final
 
 
-def _widener_notes(master: dict, mix_features: dict) -> list[str]:
-    if not master.get("widener"):
-        return []
-    return [f"the mix is nearly mono (width {mix_features['width_db']:.0f} dB): the master's width "
-            f"comes partly from the widener (the mid, delayed {master['widener']['delay_ms']:g} ms, "
-            f"at {master['widener']['gain_db']:.1f} dB in the side); --width 0 keeps the mix's image"]
+def _master_notes(settings: dict) -> list[str]:
+    """What the master could not do as asked, or did in an unusual way, for the user."""
+    master, a = settings["master"], settings["analysis"]
+    notes = []
+    short = settings["target"]["lufs"] - a["master"]["integrated_lufs"]
+    if short > 0.5:
+        notes.append(f"the master reads {a['master']['integrated_lufs']:.1f} LUFS, {short:.1f} LU "
+                     f"short of the target {settings['target']['lufs']:.1f} LUFS: the limiter is at "
+                     f"its limit (gain {master['gain_db']:+.0f} dB, release "
+                     f"{master['limiter']['release_ms']:g} ms); louder would only distort")
+    if master.get("widener"):
+        w = master["widener"]
+        notes.append(f"the mix is nearly mono (width {a['mix']['width_db']:.0f} dB): the master's "
+                     f"width comes partly from the widener (the mid, delayed {w['delay_ms']:g} ms, "
+                     f"at {w['gain_db']:.1f} dB in the side); --width 0 keeps the mix's image")
+    return notes
 
 
 def _reference_features(path, sr: int) -> tuple[dict, list[str]]:
@@ -521,12 +531,11 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
         predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
     on_audio("master", master_final, sr)
-    notes += _widener_notes(settings["master"], mix_features)
     settings = validate(settings, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
-    return Result(settings, master_final, mix_audio, sr, notes)
+    return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings))
 
 
 def _shift_faders(settings: dict, offset_db: float) -> None:
@@ -580,10 +589,9 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
                                                        spectra=mix_spectra)
     if on_audio is not None:
         on_audio("master", master_final, sr)
-    notes += _widener_notes(master_settings, mix_features)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
                          "tracks": [track], "master": master_settings}, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
-    return Result(settings, master_final, None, sr, notes)
+    return Result(settings, master_final, None, sr, notes + _master_notes(settings))

@@ -101,6 +101,20 @@ def test_master_command_and_amounts(known_case, tmp_path):
     assert all(abs(b.get("gain_db", 0.0)) < 0.5 for b in still.settings["master"]["eq"])
 
 
+def test_unreachable_loudness_is_reported(known_case):
+    """-2 LUFS under a -1 dBTP ceiling needs a peak-to-loudness ratio of 1 dB: the limiter stops
+    short, the true peak still holds, and the user is told by how much."""
+    root, out = known_case
+    r = automix.master(out / "mix.wav", root / "reference.wav", target_lufs=-2.0)
+    got = r.settings["analysis"]["master"]
+    assert got["true_peak_dbtp"] <= -1.0 + 1e-6
+    short = -2.0 - got["integrated_lufs"]
+    assert short > 0.5
+    assert any(f"{short:.1f} LU short of the target -2.0 LUFS" in n for n in r.notes), r.notes
+    ok = automix.master(out / "mix.wav", root / "reference.wav", target_lufs=-16.0)
+    assert not any("short of the target" in n for n in ok.notes)
+
+
 def test_analyze_command(known_case, capsys):
     root, _ = known_case
     assert main(["analyze", str(root / "reference.wav"), "--json"]) == 0
