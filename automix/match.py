@@ -391,8 +391,9 @@ def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: 
 
 
 def _graphic_raw(values, n: int, bound: float) -> torch.Tensor:
-    g0 = torch.zeros(n, dtype=torch.float64) if values is None else torch.as_tensor(values)
-    return torch.atanh((g0.to(torch.float64) / bound).clamp(-0.999, 0.999)).clone().requires_grad_()
+    g0 = torch.zeros(n) if values is None else torch.as_tensor(values)
+    g0 = g0.to(torch.get_default_device(), torch.float64)  # a previous fit's result is on the CPU
+    return torch.atanh((g0 / bound).clamp(-0.999, 0.999)).clone().requires_grad_()
 
 
 def _smooth_cost(g: torch.Tensor) -> torch.Tensor:
