@@ -193,14 +193,19 @@ SNAPSHOT: dict = {}
 
 
 def snapshot_automix(folder: Path) -> dict:
-    """Copy ``automix/`` to ``folder`` and make automix children import it; returns its id."""
+    """Copy ``automix/`` and the shipped network (``checkpoints/``) to ``folder`` and make
+    automix children import it; returns its id."""
     import hashlib
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(ROOT / "automix", folder / "automix",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # the shipped network lives beside the package (automix/model/checkpoint.py finds it there)
+    if (ROOT / "checkpoints").is_dir():
+        shutil.copytree(ROOT / "checkpoints", folder / "checkpoints")
     h = hashlib.sha1()
-    for p in sorted((folder / "automix").rglob("*.py")):
+    files = sorted((folder / "automix").rglob("*.py")) + sorted((folder / "checkpoints").glob("*.pt"))
+    for p in files:
         h.update(str(p.relative_to(folder)).encode())
         h.update(p.read_bytes())
     env = dict(os.environ)
@@ -508,7 +513,11 @@ def summarize(records: list[dict]) -> dict:
                            "mean_difference": float(np.mean([a - b for a, b in pairs]))}
         ratios = [r["time_ratio_automix_over_matchering"] for r in recs
                   if "time_ratio_automix_over_matchering" in r]
+        # a master at the basis's loudness whose true peak stays at or under the ceiling has a
+        # PLR at most ceiling - LUFS(basis): where the basis peaks higher, PLR error >= the excess
+        floor = _mean([max(0.0, r["basis_true_peak_dbtp"] - CEILING_DBTP) for r in recs])
         out[kind] = {"cases": len(recs), "systems": systems, "automix_vs_matchering": wins,
+                     "plr_floor_db": floor,
                      "time_ratio_mean": _mean(ratios),
                      "time_ratio_median": float(np.median(ratios)) if ratios else None}
     return out
@@ -564,6 +573,11 @@ def markdown(result: dict) -> str:
                 parts.append(f"{METRIC_LABELS[met]} {w['automix_better']}/{w['cases']} "
                              f"(mean diff {w['mean_difference']:+.2f})")
             lines += ["automix better than Matchering in: " + "; ".join(parts) + ".", ""]
+        if s.get("plr_floor_db") is not None:
+            lines += [f"PLR error floor at the {CEILING_DBTP:g} dBTP ceiling (where the "
+                      f"{'target' if kind == 'known_target' else 'reference'} peaks above it, a "
+                      f"master at its loudness cannot reach its PLR): mean "
+                      f"{s['plr_floor_db']:.2f} dB.", ""]
         if s.get("time_ratio_mean") is not None:
             lines += [f"Wall time automix / Matchering: mean {s['time_ratio_mean']:.2f}, "
                       f"median {s['time_ratio_median']:.2f}.", ""]
