@@ -515,7 +515,8 @@ def summarize(records: list[dict]) -> dict:
                   if "time_ratio_automix_over_matchering" in r]
         # a master at the basis's loudness whose true peak stays at or under the ceiling has a
         # PLR at most ceiling - LUFS(basis): where the basis peaks higher, PLR error >= the excess
-        floor = _mean([max(0.0, r["basis_true_peak_dbtp"] - CEILING_DBTP) for r in recs])
+        floor = _mean([max(0.0, r["basis_true_peak_dbtp"] - CEILING_DBTP) for r in recs
+                       if r.get("basis_true_peak_dbtp") is not None])  # older results lack it
         out[kind] = {"cases": len(recs), "systems": systems, "automix_vs_matchering": wins,
                      "plr_floor_db": floor,
                      "time_ratio_mean": _mean(ratios),

@@ -151,7 +151,8 @@ def _fake_record(kind, i):
     systems = {n: sysm(0.5 + i, -1.5) for n in run.SYSTEMS[kind]}
     systems["matchering"] = sysm(1.0 + i, 0.5)
     return {"id": f"{kind}{i}", "kind": kind, "n_stems": 2, "duration_s": 30.0, "systems": systems,
-            "basis_tonal_mid_db": [0.0] * 27, "time_ratio_automix_over_matchering": 0.75}
+            "basis_tonal_mid_db": [0.0] * 27, "time_ratio_automix_over_matchering": 0.75,
+            "basis_true_peak_dbtp": (-2.0, 0.5)[i]}
 
 
 def test_summary_and_markdown(tmp_path):
@@ -162,11 +163,13 @@ def test_summary_and_markdown(tmp_path):
     assert s["systems"]["matchering"]["tp_pass"] == "0/2"
     assert s["automix_vs_matchering"]["tonal_mid_error_db"]["automix_better"] == 2
     assert s["time_ratio_median"] == pytest.approx(0.75)
+    assert s["plr_floor_db"] == pytest.approx((0.0 + 1.5) / 2)  # only the +0.5 dBTP basis has one
     result = {"started": "now", "mode": "test", "elapsed_s": 1.0, "data": {}, "engines": ["scipy"],
               "machine": {"cpu": "cpu", "cores": 2, "load_start": "0", "load_end": "0"},
               "cases": records, "summary": summary, "scaling": None}
     md = run.markdown(result)
     assert "Known-target cases" in md and "`automix`" in md and "log-mel" in md
+    assert "ceiling (where the target peaks above it" in md and "mean 0.75 dB" in md
     assert run.plots(result, tmp_path)      # the tonal-balance plot
 
 
