@@ -292,9 +292,10 @@ def _master_notes(settings: dict) -> list[str]:
                      f"{master['limiter']['release_ms']:g} ms); louder would only distort")
     if master.get("widener"):
         w = master["widener"]
-        notes.append(f"the mix is nearly mono (width {a['mix']['width_db']:.0f} dB): the master's "
-                     f"width comes partly from the widener (the mid, delayed {w['delay_ms']:g} ms, "
-                     f"at {w['gain_db']:.1f} dB in the side); --width 0 keeps the mix's image")
+        notes.append(f"the mix is narrow (width {a['mix']['width_db']:.0f} dB, the reference "
+                     f"{a['reference']['width_db']:.0f} dB): the master's width comes partly from "
+                     f"the widener (the mid, delayed {w['delay_ms']:g} ms, at {w['gain_db']:.1f} dB "
+                     "in the side); --width 0 keeps the mix's image")
     return notes
 
 
@@ -356,10 +357,16 @@ class _Stems:
     def sources(self, settings: dict, folder) -> list[BlockReader]:
         """Block readers for the settings' tracks: kept stems from memory (the same float32
         samples a reader of the file gives), the others from disk."""
-        kept = {p.name: a for p, a in self.audio.items()}
+        kept = {p.name: p for p in self.audio}
         disk = open_sources(settings, folder, skip=kept.keys())
-        return [BlockReader.of_array(kept[t["file"]]) if s is None else s
+        return [s if s is not None else self._reader(kept[t["file"]], settings["sample_rate"])
                 for t, s in zip(settings["tracks"], disk)]
+
+    def _reader(self, path: Path, sr: int) -> BlockReader:
+        # a file at the project rate streams as many frames as its header says (the decoded
+        # length can differ, e.g. for some compressed formats); a resampled one is all in memory
+        info = audio_info(path)
+        return BlockReader.of_array(self.audio[path], info.frames if info.sample_rate == sr else None)
 
 
 def _read_stem(path: Path, sr: int) -> np.ndarray:
@@ -367,39 +374,59 @@ def _read_stem(path: Path, sr: int) -> np.ndarray:
     return resample(audio, a_sr, sr)
 
 
-def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool) -> _Stems:
+SURVEY_AHEAD = 3  # stems read and measured at once (two cores; bounded memory)
+
+
+def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool,
+                  keep_audio: bool = True) -> _Stems:
     # the stems are read and measured on the background pool: the reads, the K-weighting and
-    # the FFTs release the GIL, so two stems are measured at once on two cores
-    jobs = [background.submit(_survey_stem, p, sr, length, with_mels) for p in stem_paths]
+    # the FFTs release the GIL, so two stems are measured at once on two cores.  A few jobs run
+    # ahead of the one being collected, so only those stems are in memory besides the kept ones.
+    jobs = {}
+
+    def submit(i):
+        if i < len(stem_paths):
+            jobs[i] = background.submit(_survey_stem, stem_paths[i], sr, length, with_mels)
+
     st = _Stems([], [], [], [], [], [], [], [] if with_mels else None)
-    for i, path in enumerate(stem_paths):
-        found = jobs[i].result()
-        jobs[i] = None  # its audio is dropped here unless kept
-        if found is None:
-            st.silent.append(path)
-            continue
-        audio, loudness, peak_db, mel = found
-        st.paths.append(path)
-        st.names.append(path.stem)
-        st.files.append(path.name)
-        st.stereo.append(audio.shape[0] == 2)
-        st.loudness.append(loudness)
-        st.peaks_db.append(peak_db)
-        if with_mels:
-            st.mels.append(mel)
-        st.keep(path, audio)
+    try:
+        for i in range(SURVEY_AHEAD):
+            submit(i)
+        for i, path in enumerate(stem_paths):
+            found = jobs.pop(i).result()
+            submit(i + SURVEY_AHEAD)
+            if found is None:
+                st.silent.append(path)
+                continue
+            audio, loudness, peak_db, mel = found
+            st.paths.append(path)
+            st.names.append(path.stem)
+            st.files.append(path.name)
+            st.stereo.append(audio.shape[0] == 2)
+            st.loudness.append(loudness)
+            st.peaks_db.append(peak_db)
+            if with_mels:
+                st.mels.append(mel)
+            if keep_audio:
+                st.keep(path, audio)
+    except BaseException:  # a bad stem or Ctrl-C: do not read the rest first
+        for job in jobs.values():
+            job.cancel()
+        raise
     return st
 
 
 def _survey_stem(path: Path, sr: int, length: int, with_mels: bool):
     """One stem read and measured: (audio, loudness, peak dB, log-mel or None); None if silent."""
-    from .model.predict import song_mels  # cheap: torch is loaded already
-
     audio = _read_stem(path, sr)
     peak = float(np.abs(audio).max())
     if peak < 1e-5:
         return None
-    mel = song_mels(pad_to_length(audio, length)[None], sr)[0] if with_mels else None
+    mel = None
+    if with_mels:
+        from .model.predict import song_mels  # cheap: torch is loaded already
+
+        mel = song_mels(pad_to_length(audio, length)[None], sr)[0]
     return audio, max(analysis.integrated_loudness(audio, sr), -70.0), 20 * np.log10(peak), mel
 
 
@@ -418,7 +445,7 @@ def _start(st: _Stems, model, ref_mel):
     return predict_from_mels(model, torch.stack(st.mels), st.stereo, ref_mel)
 
 
-def _prepare(stems, reference, model, say, with_spectra: bool = False):
+def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audio: bool = True):
     """Inputs checked and analysed: (sample rate, stems survey, reference features, reference
     spectra on the mix fit's grid (None unless ``with_spectra``), reference log-mel or None,
     notes)."""
@@ -440,7 +467,7 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False):
 
         ref_mel = song_mels(to_stereo(ref_audio)[None], sr)[0]
     del ref_audio
-    st = _survey_stems(stem_paths, sr, length, with_mels=model is not None)
+    st = _survey_stems(stem_paths, sr, length, with_mels=model is not None, keep_audio=keep_audio)
     ref_features = ref_job.result()
     notes += [f"{p.name} is silent: left out of matching (kept, muted, in the settings)"
               for p in st.silent]
@@ -466,7 +493,7 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
     net = resolve_model(model)
     if net is None:
         raise AutomixError("no model: the shipped checkpoint is missing; pass model=PATH")
-    sr, st, _, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None)
+    sr, st, _, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None, keep_audio=False)
     tracks, master = _start(st, net, ref_mel)
     settings = _settings_for(st, tracks, sr)
     settings["master"] = master_from_params(master)

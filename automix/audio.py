@@ -173,12 +173,14 @@ class BlockReader:
             self.frames = self._data.shape[1]
 
     @classmethod
-    def of_array(cls, audio: np.ndarray) -> "BlockReader":
+    def of_array(cls, audio: np.ndarray, frames: int | None = None) -> "BlockReader":
         """A reader of audio already in memory: float32 ``(channels, samples)`` at the target
-        rate, e.g. a file read whole by :func:`read_audio` (the same samples it streams)."""
+        rate, e.g. a file read whole by :func:`read_audio` (the same samples it streams);
+        ``frames``: the length to report (default: the array's), zeros past the array."""
         reader = cls.__new__(cls)
+        reader.frames = audio.shape[1] if frames is None else int(frames)
         reader.info, reader.channels, reader._pos = None, audio.shape[0], 0
-        reader._data, reader._file, reader.frames = audio, None, audio.shape[1]
+        reader._data, reader._file = audio[:, :reader.frames], None
         return reader
 
     def read(self, n: int) -> np.ndarray:

@@ -45,12 +45,16 @@ GRAPHIC_MAX_DB = 6.0
 # side tone differs more between mixes, and it is less exposed.
 SIDE_GRAPHIC_MAX_DB = 9.0
 # The master's widener (a delayed copy of the mid added to the side) reaches widths that no
-# side gain can on a near-mono mix.  Power of the added side relative to the mid: up to -3 dB;
-# under -30 dB it is left out of the settings.  Its cost keeps it off when width and side EQ do.
+# side gain can on a near-mono mix.  Power of the added side relative to the mid: -100 dB (off)
+# up to -3 dB.  A first fit starts it on, at -20 dB (from near off, the width term's pull is
+# too weak to switch it on), and its costs turn it off where width and side EQ get there; it is
+# left out of the settings when it moves the master's width by less than WIDENER_MIN_EFFECT_DB.
 WIDENER_MAX = 0.5
-WIDENER_MIN_DB = -30.0
+WIDENER_START_DB = -20.0
+WIDENER_MIN_EFFECT_DB = 0.1
 WIDENER_DELAY_MS = 15.0
-WIDENER_COST = 20.0
+WIDENER_COST = 20.0      # per unit of power: width and side EQ come first
+WIDENER_ON_COST = 0.2    # across its dB range, so that an unneeded widener goes all the way off
 # The mix fit's left/right balance term: a miss of BALANCE_SCALE in (L - R) / (L + R) (about
 # 0.9 dB of L/R level) in every band costs BALANCE_WEIGHT x a 1 dB tonal miss (Huber)
 BALANCE_SCALE = 0.1
@@ -102,9 +106,15 @@ class Target:
 
     def moved(self, goal: "Target", start: "Target", tone: float, width: float) -> "Target":
         """This target plus ``amount * (goal - start)`` per aspect: moving a model's own view of
-        a signal by a measured difference cancels the model's bias (amount 0 = no change)."""
+        a signal by a measured difference cancels the model's bias (amount 0 = no change).
+        A mono start (no side) toward a stereo goal moves its width up from the analysis floor
+        (-120 dB) and takes the goal's side tone: the side is then all the widener's."""
         def move(base, g, s, t):
             return None if base is None or g is None or s is None else base + t * (g - s)
+        if start.width_db is None and goal.width_db is not None and width > 0:
+            floor = analysis.FLOOR_DB
+            return Target(move(self.mid_db, goal.mid_db, start.mid_db, tone), goal.side_db,
+                          floor + width * (goal.width_db - floor))
         return Target(move(self.mid_db, goal.mid_db, start.mid_db, tone),
                       move(self.side_db, goal.side_db, start.side_db, tone),
                       move(self.width_db, goal.width_db, start.width_db, width))
@@ -401,17 +411,19 @@ def _smooth_cost(g: torch.Tensor) -> torch.Tensor:
     return 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
 
 
-# the widener's power is fitted on a dB scale: 60 dB up to WIDENER_MAX (Adam's steps are even)
-_WIDENER_TOP_DB = 10 * np.log10(WIDENER_MAX)
+# the widener's power is fitted on a dB scale, -100 dB up to WIDENER_MAX (Adam's steps are even)
+_WIDENER_MID_DB = (10 * np.log10(WIDENER_MAX) - 100) / 2
+_WIDENER_HALF_DB = (10 * np.log10(WIDENER_MAX) + 100) / 2
 
 
 def _widener_power(raw: torch.Tensor) -> torch.Tensor:
-    return 10 ** ((_WIDENER_TOP_DB - 30 + 30 * torch.tanh(raw)) / 10)
+    return 10 ** ((_WIDENER_MID_DB + _WIDENER_HALF_DB * torch.tanh(raw)) / 10)
 
 
-def _widener_raw(power: float) -> torch.Tensor:
-    db = 10 * np.log10(max(power, 1e-9))
-    value = np.arctanh(np.clip((db - _WIDENER_TOP_DB + 30) / 30, -0.999, 0.999))
+def _widener_raw(power: float | None) -> torch.Tensor:
+    """The fit's variable for a widener ``power``: None = a first fit's start, 0 = off."""
+    db = WIDENER_START_DB if power is None else 10 * np.log10(max(power, 1e-12))
+    value = np.arctanh(np.clip((db - _WIDENER_MID_DB) / _WIDENER_HALF_DB, -0.999, 0.999))
     return torch.tensor(value, dtype=torch.float64, requires_grad=True)
 
 
@@ -426,9 +438,14 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
     n = len(GRAPHIC_CENTRES_HZ)
     raw["graphic"] = _graphic_raw(first.get("graphic"), n, GRAPHIC_MAX_DB)
     stereo = target.side_db is not None and target.width_db is not None
+    # the widener only where the width control alone cannot get there (it adds up to +6 dB)
+    widen = stereo and target.width_db > float(model.features(mid, side)[2]) + 20 * np.log10(
+        specs["width"].maximum)
     if stereo:
         raw["side_graphic"] = _graphic_raw(first.get("side_graphic"), n, SIDE_GRAPHIC_MAX_DB)
-        raw["widener"] = _widener_raw(float(first.get("widener", 0.0)))
+    if widen:
+        w0 = first.get("widener")
+        raw["widener"] = _widener_raw(None if w0 is None else float(w0))
 
     def physical():
         p = dict(start)
@@ -436,6 +453,7 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
         p["graphic"] = GRAPHIC_MAX_DB * torch.tanh(raw["graphic"])
         if stereo:
             p["side_graphic"] = SIDE_GRAPHIC_MAX_DB * torch.tanh(raw["side_graphic"])
+        if widen:
             p["widener"] = _widener_power(raw["widener"])
         return p
 
@@ -447,12 +465,19 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
         reg = reg + _smooth_cost(p["graphic"] / GRAPHIC_MAX_DB)
         if stereo:
             reg = reg + _smooth_cost(p["side_graphic"] / SIDE_GRAPHIC_MAX_DB)
-            reg = reg + WIDENER_COST * p["widener"]
+        if widen:
+            on = (torch.tanh(raw["widener"]) + 1) / 2  # 0 (off) .. 1 (WIDENER_MAX)
+            reg = reg + WIDENER_COST * p["widener"] + WIDENER_ON_COST * on
         return loss + reg + 0.05 * (p["width"] - start["width"]) ** 2
 
     final = _optimize(raw, closure, steps, lr=0.05, min_gain=MASTER_FIT_MIN_GAIN)
     with torch.no_grad():
         fitted = {k: v.detach().cpu() for k, v in physical().items()}
-    if stereo and 10 * np.log10(float(fitted["widener"])) < WIDENER_MIN_DB:
-        fitted["widener"] = torch.tensor(0.0, dtype=torch.float64)  # inaudible: left out
+    if widen:  # left out where it changes nothing audible
+        with torch.no_grad():
+            off = dict(physical(), widener=torch.zeros((), dtype=torch.float64))
+            width_on = model.features(*model.master_powers(physical(), mid, side))[2]
+            width_off = model.features(*model.master_powers(off, mid, side))[2]
+        if abs(float(width_on - width_off)) < WIDENER_MIN_EFFECT_DB:
+            fitted["widener"] = torch.tensor(0.0, dtype=torch.float64)
     return fitted, final

@@ -88,3 +88,18 @@ def test_block_reader_streams_and_resamples(tmp_path, rng):
     assert not blocks[:, 3000:].any()
     with BlockReader(tmp_path / "a.wav", 22050) as r:
         assert r.frames == 1500 and r.read(2000).shape == (2, 2000)
+
+
+def test_block_reader_of_an_array_streams_what_the_file_reader_streams(tmp_path, rng):
+    """Stems kept in memory replace a file reader in the render: same frames, same samples."""
+    x = rng.standard_normal((3000, 2)).astype(np.float32) * 0.1
+    sf.write(tmp_path / "a.wav", x, 44100, subtype="PCM_24")
+    audio, _ = read_audio(tmp_path / "a.wav")
+    with BlockReader(tmp_path / "a.wav", 44100) as disk:
+        memory = BlockReader.of_array(audio, disk.frames)
+        assert memory.frames == disk.frames == 3000
+        for n in (1000, 700, 2000, 500):
+            np.testing.assert_array_equal(memory.read(n), disk.read(n))
+    longer = BlockReader.of_array(audio, 3500)   # a header that promises more: zeros after
+    block = longer.read(4000)
+    assert longer.frames == 3500 and block.shape == (2, 4000) and not block[:, 3000:].any()

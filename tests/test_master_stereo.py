@@ -109,6 +109,7 @@ def stereo_cases(tmp_path_factory):
              "bright_reference": np.stack([mid + bright, mid - bright])}
     for name, audio in files.items():
         sf.write(root / f"{name}.wav", audio.T, SR, subtype="FLOAT")
+    sf.write(root / "mono.wav", mid, SR, subtype="FLOAT")  # one channel
     return root
 
 
@@ -119,7 +120,7 @@ def test_master_widens_a_near_mono_mix(stereo_cases):
     assert a["mix"]["width_db"] < -50
     assert analysis.width_error_db(a["master"], a["reference"]) < 1.0
     assert r.settings["master"]["widener"]["gain_db"] > -30
-    assert any("nearly mono" in n and "--width 0" in n for n in r.notes)
+    assert any("the mix is narrow" in n and "--width 0" in n for n in r.notes)
     # `automix render` of the settings (side EQ and widener included) gives the same master
     _, again = render_settings(r.settings, root)
     assert np.array_equal(again, r.master)
@@ -128,6 +129,22 @@ def test_master_widens_a_near_mono_mix(stereo_cases):
                           amounts=automix.Amounts(width=0.0))
     assert kept.settings["master"]["widener"] == {} and not kept.notes
     assert kept.settings["analysis"]["master"]["width_db"] < -50
+
+
+def test_master_widens_a_mono_file_and_follows_the_width_amount(stereo_cases):
+    root = stereo_cases
+    full = automix.master(root / "mono.wav", root / "reference.wav")
+    a = full.settings["analysis"]
+    assert a["mix"]["width_db"] == analysis.FLOOR_DB  # exactly mono
+    assert analysis.width_error_db(a["master"], a["reference"]) < 1.0
+    assert full.settings["master"]["widener"]
+    # half the way from the near-mono mix's width to the reference's, in dB
+    half = automix.master(root / "near_mono.wav", root / "reference.wav",
+                          amounts=automix.Amounts(width=0.5))
+    a = half.settings["analysis"]
+    goal = (a["mix"]["width_db"] + a["reference"]["width_db"]) / 2
+    assert a["master"]["width_db"] == pytest.approx(goal, abs=1.5)
+    assert half.settings["master"]["widener"]
 
 
 def test_master_follows_the_side_tone_without_widening(stereo_cases):
