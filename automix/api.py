@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from . import analysis, background
-from .audio import (BlockReader, audio_info, is_audio_file, pad_to_length, read_audio, resample,
-                    to_stereo)
+from .audio import (BlockReader, audio_info, is_audio_file, pad_to_length, peak, read_audio,
+                    resample, to_stereo)
 from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
                            log_level, lookahead_samples)
 from .errors import AutomixError
@@ -419,15 +419,15 @@ def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool,
 def _survey_stem(path: Path, sr: int, length: int, with_mels: bool):
     """One stem read and measured: (audio, loudness, peak dB, log-mel or None); None if silent."""
     audio = _read_stem(path, sr)
-    peak = float(np.abs(audio).max())
-    if peak < 1e-5:
+    top = peak(audio)
+    if top < 1e-5:
         return None
     mel = None
     if with_mels:
         from .model.predict import song_mels  # cheap: torch is loaded already
 
         mel = song_mels(pad_to_length(audio, length)[None], sr)[0]
-    return audio, max(analysis.integrated_loudness(audio, sr), -70.0), 20 * np.log10(peak), mel
+    return audio, max(analysis.integrated_loudness(audio, sr), -70.0), 20 * np.log10(top), mel
 
 
 def _stem_spectra(st: _Stems, sr: int, compressors: list[dict]) -> list[Spectra]:
@@ -545,7 +545,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
     say("rendering the mix")
     mix_audio = _render_mix(settings, st.sources(settings, stems))
-    peak_db = 20 * np.log10(np.abs(mix_audio).max() + 1e-12)
+    peak_db = 20 * np.log10(peak(mix_audio) + 1e-12)
     if peak_db > -1.0:
         _shift_faders(settings, -1.0 - peak_db)
         mix_audio = _render_mix(settings, st.sources(settings, stems))

@@ -74,9 +74,15 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def check_finite(audio: np.ndarray, name: object) -> None:
-    if not np.isfinite(audio).all():
+    # min and max are NaN or infinite when any sample is (no temporary array)
+    if audio.size and not (np.isfinite(audio.min()) and np.isfinite(audio.max())):
         bad = int((~np.isfinite(audio)).sum())
         raise AutomixError(f"{name}: {bad} samples are NaN or infinite")
+
+
+def peak(audio: np.ndarray) -> float:
+    """Largest absolute sample value (no temporary array)."""
+    return float(max(-audio.min(), audio.max())) if audio.size else 0.0
 
 
 def resample(audio: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
