@@ -61,7 +61,7 @@ import torch.nn.functional as F
 import scipy.fft
 
 from . import background
-from .audio import resample
+from .audio import peak, resample
 from .dsp import truepeak as _truepeak
 from .dsp.eq import sos_filter_inplace
 from .errors import AutomixError
@@ -421,11 +421,7 @@ def true_peak_linear(audio: np.ndarray) -> float:
     :func:`automix.dsp.truepeak.true_peak` (4x oversampling); never below the sample peak."""
     audio = _as_channels(audio)
     tp = _truepeak.true_peak_array(audio)
-    return max(tp, _sample_peak(audio))   # the samples lie on the oversampled grid
-
-
-def _sample_peak(audio: np.ndarray) -> float:
-    return float(max(-audio.min(), audio.max()))  # = max |x|, without a temporary array
+    return max(tp, peak(audio))   # the samples lie on the oversampled grid
 
 
 def _db(x: float) -> float:
@@ -446,7 +442,7 @@ def analyze(audio: np.ndarray, sample_rate: int, spectra=None) -> dict:
     lufs = _gated_loudness(hops.window_mean_squares(BLOCK_S))
     silent = lufs <= FLOOR_DB
     st = np.maximum(_lufs(hops.window_mean_squares(SHORT_TERM_S)), FLOOR_DB)
-    sp = _sample_peak(audio)
+    sp = peak(audio)
     rms = float(np.sqrt(np.mean(audio * audio)))
     width = stereo_width_db(audio)
     tonal = tonal_balance(audio, sample_rate, spectra)

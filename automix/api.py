@@ -7,6 +7,7 @@ executor (:func:`automix.render.render_settings`, exactly what ``automix render`
 """
 from __future__ import annotations
 
+import copy
 import re
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_
                     graphic_eq_settings, predict_master)
 from .params import MASTER_SPECS, TRACK_SPECS, defaults
 from .render import BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources, render_mix
-from .settings import (FORMAT, VERSION, compressor_from_params, master_from_params,
-                       track_from_params, validate)
+from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
+                       master_from_params, track_from_params, validate)
 
 MIN_REFERENCE_S = 3.0
 MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
@@ -287,15 +288,15 @@ def _master_notes(settings: dict) -> list[str]:
     short = settings["target"]["lufs"] - a["master"]["integrated_lufs"]
     if short > 0.5:
         notes.append(f"the master reads {a['master']['integrated_lufs']:.1f} LUFS, {short:.1f} LU "
-                     f"short of the target {settings['target']['lufs']:.1f} LUFS: the limiter is at "
-                     f"its limit (gain {master['gain_db']:+.0f} dB, release "
+                     f"short of the target {settings['target']['lufs']:.1f} LUFS: the limiter "
+                     f"is at its limit (gain {master['gain_db']:+.0f} dB, release "
                      f"{master['limiter']['release_ms']:g} ms); louder would only distort")
     if master.get("widener"):
         w = master["widener"]
         notes.append(f"the mix is narrow (width {a['mix']['width_db']:.0f} dB, the reference "
                      f"{a['reference']['width_db']:.0f} dB): the master's width comes partly from "
-                     f"the widener (the mid, delayed {w['delay_ms']:g} ms, at {w['gain_db']:.1f} dB "
-                     "in the side); --width 0 keeps the mix's image")
+                     f"the widener (the mid, delayed {w['delay_ms']:g} ms, at "
+                     f"{w['gain_db']:.1f} dB in the side); --width 0 keeps the mix's image")
     return notes
 
 
@@ -357,16 +358,15 @@ class _Stems:
     def sources(self, settings: dict, folder) -> list[BlockReader]:
         """Block readers for the settings' tracks: kept stems from memory (the same float32
         samples a reader of the file gives), the others from disk."""
-        kept = {p.name: p for p in self.audio}
-        disk = open_sources(settings, folder, skip=kept.keys())
-        return [s if s is not None else self._reader(kept[t["file"]], settings["sample_rate"])
-                for t, s in zip(settings["tracks"], disk)]
+        return open_sources(settings, folder, {p.name: self._reader(p, settings["sample_rate"])
+                                               for p in self.audio})
 
     def _reader(self, path: Path, sr: int) -> BlockReader:
         # a file at the project rate streams as many frames as its header says (the decoded
         # length can differ, e.g. for some compressed formats); a resampled one is all in memory
         info = audio_info(path)
-        return BlockReader.of_array(self.audio[path], info.frames if info.sample_rate == sr else None)
+        frames = info.frames if info.sample_rate == sr else None
+        return BlockReader.of_array(self.audio[path], frames)
 
 
 def _read_stem(path: Path, sr: int) -> np.ndarray:
@@ -483,8 +483,7 @@ def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
     tracks += [{"name": p.stem, "file": p.name, "eq": [], "compressor": {}, "gain_db": 0.0,
                 "pan": 0.0, "width": 1.0, "mute": True} for p in st.silent]
     return {"format": FORMAT, "version": VERSION, "sample_rate": sr, "tracks": tracks,
-            "master": {"eq": [], "compressor": {}, "side_eq": [], "widener": {}, "width": 1.0,
-                       "gain_db": 0.0, "limiter": {}}}
+            "master": copy.deepcopy(MASTER_DEFAULTS)}
 
 
 def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0) -> dict:

@@ -169,10 +169,14 @@ class _Model:
     def eq_power(self, params: dict) -> torch.Tensor:
         bands = layout_bands(params, expand=lambda t: t)
         power = frequency_response(bands, self.omega, self.sr).abs() ** 2
-        if "graphic" in params:  # all match-EQ bands in one vectorised call: (G, cells)
-            g = graphic_band(params["graphic"], self.sr)
-            power = power * (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
+        if "graphic" in params:
+            power = power * self.graphic_power(params["graphic"])
         return power
+
+    def graphic_power(self, gains_db) -> torch.Tensor:
+        """|H|^2 at the cells of a match EQ with these gains: all bands in one vectorised call."""
+        g = graphic_band(gains_db, self.sr)
+        return (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
 
     def master_powers(self, params: dict, mid, side):
         """Cell powers of the master's mid and side under master ``params`` (EQ -> stereo
@@ -182,8 +186,7 @@ class _Model:
         if "widener" in params:
             side = side + params["widener"] * mid
         if "side_graphic" in params:
-            g = graphic_band(params["side_graphic"], self.sr)
-            side = side * (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
+            side = side * self.graphic_power(params["side_graphic"])
         return h * mid, h * side * params["width"] ** 2
 
     def features(self, p_mid, p_side):
@@ -472,12 +475,11 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
 
     final = _optimize(raw, closure, steps, lr=0.05, min_gain=MASTER_FIT_MIN_GAIN)
     with torch.no_grad():
-        fitted = {k: v.detach().cpu() for k, v in physical().items()}
-    if widen:  # left out where it changes nothing audible
-        with torch.no_grad():
-            off = dict(physical(), widener=torch.zeros((), dtype=torch.float64))
-            width_on = model.features(*model.master_powers(physical(), mid, side))[2]
-            width_off = model.features(*model.master_powers(off, mid, side))[2]
-        if abs(float(width_on - width_off)) < WIDENER_MIN_EFFECT_DB:
-            fitted["widener"] = torch.tensor(0.0, dtype=torch.float64)
-    return fitted, final
+        p = physical()
+        if widen:  # left out where it changes nothing audible
+            off = dict(p, widener=torch.zeros((), dtype=torch.float64))
+            effect = (model.features(*model.master_powers(p, mid, side))[2]
+                      - model.features(*model.master_powers(off, mid, side))[2])
+            if abs(float(effect)) < WIDENER_MIN_EFFECT_DB:
+                p = off
+        return {k: v.detach().cpu() for k, v in p.items()}, final

@@ -151,14 +151,15 @@ def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: 
     return mix
 
 
-def open_sources(settings: dict, stems_dir, skip=frozenset()) -> list[BlockReader | None]:
-    """A reader per track of ``settings`` (None for the files named in ``skip``)."""
+def open_sources(settings: dict, stems_dir, readers=None) -> list[BlockReader]:
+    """A reader per track of ``settings``: from ``readers`` (file name -> reader) when it has
+    one, else the file in ``stems_dir``."""
     stems_dir = Path(stems_dir)
     sources = []
     for t in settings["tracks"]:
         path = stems_dir / t["file"]
-        if t["file"] in skip:
-            sources.append(None)
+        if readers and t["file"] in readers:
+            sources.append(readers[t["file"]])
             continue
         if not path.is_file():
             raise AutomixError(f"{path}: stem file named in the settings (track {t['name']!r}) "
