@@ -315,19 +315,31 @@ def _analyze_all(result_settings, reference, mix, master, sr, goal, ceiling, sou
 
 # --- entry points ------------------------------------------------------------------------------
 
-def resolve_model(model):
-    """``"default"``: the shipped checkpoint (None when it is not there); None/False: no model;
-    a path: that checkpoint; an :class:`AutomixNet`: itself."""
+def resolve_model(model) -> tuple[object, list[str]]:
+    """(the network or None, notes).  ``"default"``: ``$AUTOMIX_CHECKPOINT`` or the shipped
+    checkpoint; when the shipped one is missing or unreadable the run goes on from the heuristic
+    start and a note says so (never silently); None/False: no model; a path: that checkpoint
+    (an error when it cannot be loaded: the user asked for it); an :class:`AutomixNet`: itself."""
     if model is None or model is False:
-        return None
+        return None, []
     from .model import AutomixNet, default_checkpoint, load_model
+    from .model.checkpoint import DEFAULT_CHECKPOINT
 
     if isinstance(model, AutomixNet):
-        return model.eval()
+        return model.eval(), []
     if isinstance(model, str) and model == "default":
         path = default_checkpoint()
-        return load_model(path) if path else None
-    return load_model(model)
+        if path is None:
+            return None, [f"the shipped model {DEFAULT_CHECKPOINT} is missing: the mix starts "
+                          "from the heuristic (reinstall automix, or pass --model PATH)"]
+        if path != DEFAULT_CHECKPOINT:  # $AUTOMIX_CHECKPOINT: asked for by name
+            return load_model(path), []
+        try:
+            return load_model(path), []
+        except AutomixError as exc:
+            return None, [f"the shipped model cannot be used ({exc}): the mix starts from the "
+                          "heuristic (reinstall automix, or pass --model PATH)"]
+    return load_model(model), []
 
 
 STEM_MEMORY_BYTES = 1 << 30  # stems read once are kept (float32) up to this much, not re-read
@@ -489,9 +501,10 @@ def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
 def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0) -> dict:
     """The network's settings for a folder of stems and a reference file, as plain data
     (settings.json schema v1, physical units), without refinement or rendering."""
-    net = resolve_model(model)
+    net, model_notes = resolve_model(model)
     if net is None:
-        raise AutomixError("no model: the shipped checkpoint is missing; pass model=PATH")
+        raise AutomixError("no model: " + (model_notes[0] if model_notes else "model=None")
+                           + "; pass model=PATH")
     sr, st, _, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None, keep_audio=False)
     tracks, master = _start(st, net, ref_mel)
     settings = _settings_for(st, tracks, sr)
@@ -517,11 +530,12 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     say = progress or (lambda msg: None)
     if refine_steps < 0:
         raise AutomixError(f"--refine-steps {refine_steps}: must be 0 or more")
-    net = resolve_model(model)
+    net, model_notes = resolve_model(model)
     if net is None and refine_steps == 0:
         raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
     sr, st, ref_features, ref_spectra, ref_mel, notes = _prepare(stems, reference, net, say,
                                                                  with_spectra=refine_steps > 0)
+    notes = model_notes + notes
     if net is not None:
         say("predicting settings")
     start, master_start = _start(st, net, ref_mel)

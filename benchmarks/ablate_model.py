@@ -69,7 +69,7 @@ def _neutralised(start, parts: set):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "checkpoints" / "automix-default.pt"))
+    ap.add_argument("--model", default=str(ROOT / "automix" / "checkpoints" / "automix-default.pt"))
     args = ap.parse_args(argv)
     cases = list(known_cases())
     original = api._start

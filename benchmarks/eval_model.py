@@ -1,6 +1,6 @@
 """The network's benchmark (issue 6): log-mel distance to a known target for four systems.
 
-    .venv/bin/python benchmarks/eval_model.py --model checkpoints/automix-default.pt \\
+    .venv/bin/python benchmarks/eval_model.py --model automix/checkpoints/automix-default.pt \\
         --synth data/synth [--songs 8] [--known] [--out benchmarks/results/model.json]
 
 Systems, on the same stems and reference:
@@ -126,7 +126,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=ROOT / "checkpoints" / "automix-default.pt")
+    ap.add_argument("--model", type=Path, default=ROOT / "automix" / "checkpoints" / "automix-default.pt")
     ap.add_argument("--synth", type=Path, default=None, help="dataset root for held-out songs")
     ap.add_argument("--songs", type=int, default=8)
     ap.add_argument("--section", type=float, default=10.0, help="section length, s")

@@ -193,18 +193,15 @@ SNAPSHOT: dict = {}
 
 
 def snapshot_automix(folder: Path) -> dict:
-    """Copy ``automix/`` and the shipped network (``checkpoints/``) to ``folder`` and make
-    automix children import it; returns its id."""
+    """Copy ``automix/`` (the shipped network is package data inside it) to ``folder`` and
+    make automix children import it; returns its id."""
     import hashlib
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(ROOT / "automix", folder / "automix",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    # the shipped network lives beside the package (automix/model/checkpoint.py finds it there)
-    if (ROOT / "checkpoints").is_dir():
-        shutil.copytree(ROOT / "checkpoints", folder / "checkpoints")
     h = hashlib.sha1()
-    files = sorted((folder / "automix").rglob("*.py")) + sorted((folder / "checkpoints").glob("*.pt"))
+    files = sorted((folder / "automix").rglob("*.py")) + sorted((folder / "automix").rglob("*.pt"))
     for p in files:
         h.update(str(p.relative_to(folder)).encode())
         h.update(p.read_bytes())

@@ -1,6 +1,6 @@
 """Export a training checkpoint for shipping: the model and its provenance, no optimizer state.
 
-    python -m training.export runs/a/checkpoints/best.pt checkpoints/automix-default.pt
+    python -m training.export runs/a/checkpoints/best.pt automix/checkpoints/automix-default.pt
 """
 from __future__ import annotations
 

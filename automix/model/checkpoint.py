@@ -19,15 +19,20 @@ from .net import AutomixNet
 
 FORMAT = "automix.checkpoint"
 VERSION = 1
-# The model shipped with automix (trained by `automix-train`, see checkpoints/README.md).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "automix-default.pt"
+# The model shipped with automix (trained by `automix-train`, model card: checkpoints/README.md).
+# It is package data (pyproject.toml), so a wheel or `pip install .` carries it too.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "automix-default.pt"
 
 
 def default_checkpoint() -> Path | None:
-    """``$AUTOMIX_CHECKPOINT`` or the shipped file, or None when neither exists."""
+    """``$AUTOMIX_CHECKPOINT`` when set (an error when it names no file: the user asked for
+    it), else the shipped file, or None when that is missing."""
     env = os.environ.get("AUTOMIX_CHECKPOINT")
-    path = Path(env) if env else DEFAULT_CHECKPOINT
-    return path if path.is_file() else None
+    if env:
+        if not Path(env).is_file():
+            raise AutomixError(f"$AUTOMIX_CHECKPOINT={env}: no such checkpoint file")
+        return Path(env)
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
 
 def save_checkpoint(path, model: AutomixNet, **extra) -> Path:
