@@ -1,6 +1,6 @@
 """What a piece of audio measures: loudness, peaks, dynamics, tonal balance and stereo width.
 
-Two halves share one set of definitions (DESIGN.md, "How quality is measured"):
+Two halves share one set of definitions (docs/metrics.md, "How quality is measured"):
 
 * :func:`analyze` (numpy/scipy, full length, exact) returns a plain JSON-serializable dict;
 * ``*_torch`` twins (batched ``(batch, channels, samples)``, float32/float64, CPU/CUDA, with
@@ -465,7 +465,7 @@ def analyze(audio: np.ndarray, sample_rate: int, spectra=None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Comparing two analyses (DESIGN.md's quality metrics)
+# Comparing two analyses (the errors of docs/metrics.md)
 # ---------------------------------------------------------------------------------------------
 
 def loudness_error_lu(a: dict, b: dict) -> float:
@@ -503,7 +503,7 @@ def lra_error_lu(a: dict, b: dict) -> float:
 
 
 def compare(a: dict, b: dict) -> dict:
-    """All of DESIGN.md's errors of analysis ``a`` against ``b`` (the reference or target)."""
+    """All of docs/metrics.md's errors of analysis ``a`` against ``b`` (the reference or target)."""
     return {
         "loudness_error_lu": loudness_error_lu(a, b),
         "tonal_mid_error_db": tonal_error_db(a, b, "mid"),
@@ -709,7 +709,7 @@ def dynamics_torch(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
                         loudness_spread_torch(x, sample_rate, weighted_power=p)], -1)
 
 
-# --- distance to a known target mix (DESIGN.md) --------------------------------------------
+# --- distance to a known target mix (docs/metrics.md) --------------------------------------
 
 LOGMEL = {"n_fft": 2048, "hop_length": 512, "n_mels": 128, "fmin": 20.0, "floor_db": 80.0}
 

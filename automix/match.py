@@ -9,7 +9,7 @@ spectrum by ``|H(f)|^2`` (the console's own :func:`automix.dsp.eq.frequency_resp
 add).  The fitted settings are then rendered at full rate by the real console and measured; the
 nonlinear stages (compressor, limiter) are set from measurements of the rendered audio.
 
-Losses follow DESIGN.md's metrics: 1/3-octave mid and side curves normalised by their mean band
+Losses follow docs/metrics.md: 1/3-octave mid and side curves normalised by their mean band
 power, and width = side/mid energy in dB.  Regularisers pull toward neutral settings (EQ gains
 toward 0 dB, faders and pans toward the starting point), and EQ gains are bounded by the
 parameter spec (+-12 dB), so nothing boosts +45 dB into an empty band.
@@ -205,7 +205,7 @@ class _Model:
         return 2 * (self.bands @ p_cross) / (self.bands @ (p_mid + p_side) + _EPS)
 
     def loss(self, p_mid, p_side, target: Target, side_weight=0.5, width_weight=0.5):
-        """Huber (1 dB) distance of the band curves and of the width: like DESIGN.md's mean
+        """Huber (1 dB) distance of the band curves and of the width: like docs/metrics.md's mean
         absolute dB errors, but smooth, so that a few far-off bands cannot dominate the fit."""
         mid_db, side_db, width = self.features(p_mid, p_side)
         w = self.usable

@@ -1,6 +1,6 @@
 """settings.json, schema v1: load, validate, save, and conversion from console parameters.
 
-The schema is the one in DESIGN.md.  Validation is strict (unknown fields, wrong types and values
+The schema: docs/settings.md.  Validation is strict (unknown fields, wrong types and values
 outside the limits below are errors) and every error is one line naming the field, e.g.
 ``settings.json: tracks[1].compressor.ratio = 0.5 is outside [1, 100]``.
 

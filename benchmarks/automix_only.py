@@ -4,7 +4,7 @@
 
 A quick re-measure of automix's quality after a change, without re-running the baselines
 (Matchering's numbers do not change): prints per-case and mean errors against the reference
-(DESIGN.md metrics: loudness LU, true peak dBTP, tonal mid/side dB, width dB, PLR dB, LRA LU)
+(docs/metrics.md: loudness LU, true peak dBTP, tonal mid/side dB, width dB, PLR dB, LRA LU)
 and the wall time.  The cases come from `benchmarks/data.py` (run it, or benchmarks/run.py, once).
 """
 from __future__ import annotations

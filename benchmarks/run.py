@@ -76,7 +76,7 @@ SYSTEMS = {"mixing": ("plain_sum", "equal_loudness", "matchering", "automix"),
 
 
 # ---------------------------------------------------------------------------------------------
-# Log-mel distance (DESIGN.md: distance to a known target mix)
+# Log-mel distance (docs/metrics.md: distance to a known target mix)
 # ---------------------------------------------------------------------------------------------
 
 from automix.analysis import LOGMEL, logmel_db, logmel_distance  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Realistic random console settings: the priors of the self-supervised training targets.
 
 :func:`sample_settings` draws one setting for a song's tracks and master in physical units, as a
-plain dict in the ``settings.json`` schema v1 (``tracks``/``master`` entries; see DESIGN.md).
+plain dict in the ``settings.json`` schema v1 (``tracks``/``master`` entries; see docs/settings.md).
 The distributions are chosen to look like real mixes, not like a uniform box:
 
 =====================  ==========================================================================
