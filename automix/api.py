@@ -28,7 +28,8 @@ from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_
 from .params import MASTER_SPECS, TRACK_SPECS, defaults
 from .render import BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources, render_mix
 from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
-                       master_from_params, track_from_params, validate)
+                       master_from_params, rounded, tidy_master, tidy_track, track_from_params,
+                       validate)
 
 MIN_REFERENCE_S = 3.0
 MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
@@ -252,9 +253,12 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # Dynamics: a reference denser than the ceiling forces (peaks well under it at this
         # loudness) is matched by limiting to its peak-to-loudness ratio: a lower limiter ceiling.
         # (at most 6 dB under the ceiling: beyond that the limiter would be heard)
-        master["limiter"]["ceiling_dbtp"] = float(np.clip(goal + target_plr, ceiling - 6.0, ceiling))
+        # (rounded down to the 0.01 dB the file keeps: never above the ceiling asked for)
+        master["limiter"]["ceiling_dbtp"] = np.floor(100 * float(np.clip(
+            goal + target_plr, ceiling - 6.0, ceiling)) + 1e-6) / 100
         master["compressor"] = compressor.result()
         master["gain_db"] = 0.0
+        master = tidy_master(master, sr)  # rendered as settings.json will say it
         pre = np.empty_like(signal)
         chain = MasterPre(master, sr)
         for s in range(0, signal.shape[1], BLOCK):
@@ -263,8 +267,9 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         releases = LIMITER_RELEASES_MS if attempt == 0 or probe is not mix else tuple(
             r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])
         loud = loudness_stage(pre, master["limiter"], signal_goal, sr, releases)
-        gain = master["gain_db"] = loud["gain_db"]
-        master["limiter"] = loud["limiter"]
+        master["gain_db"], master["limiter"] = loud["gain_db"], loud["limiter"]
+        master = tidy_master(master, sr)
+        gain = master["gain_db"]
         if attempt == 1 or not two_passes:
             break
         lim = master["limiter"]
@@ -510,7 +515,7 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
     settings = _settings_for(st, tracks, sr)
     settings["master"] = master_from_params(master)
     settings["master"]["limiter"]["ceiling_dbtp"] = float(ceiling)
-    return validate(settings, "automix")
+    return validate(settings, "automix", tidy=True)
 
 
 def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
@@ -548,7 +553,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         # the mix always follows the reference; the amounts act on the master stage
         fitted, _ = fit_mix(spectra, st.stereo, Target.of(ref_features), start, sr,
                             steps=refine_steps, device=device, reference=ref_spectra)
-    settings = validate(_settings_for(st, fitted, sr), "automix")
+    settings = validate(_settings_for(st, fitted, sr), "automix", tidy=True)
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
     # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
@@ -580,7 +585,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
 
 def _shift_faders(settings: dict, offset_db: float) -> None:
     for t in settings["tracks"]:
-        t["gain_db"] = float(np.clip(t["gain_db"] + offset_db, -120, 48))
+        t["gain_db"] = rounded(float(np.clip(t["gain_db"] + offset_db, -120, 48)), "track_gain_db")
 
 
 def _render_mix(settings: dict, sources: list[BlockReader]) -> np.ndarray:
@@ -610,9 +615,9 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
                      "that distortion; export the mix with headroom if you can")
     mono = audio.shape[0] == 1
     # the mix is one "track" with a neutral strip; a mono file gets +3.01 dB to undo the pan law
-    track = {"name": mix_path.stem, "file": mix_path.name, "eq": [], "compressor": {},
-             "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0, "width": 1.0,
-             "mute": False}
+    track = tidy_track({"name": mix_path.stem, "file": mix_path.name, "eq": [], "compressor": {},
+                        "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0,
+                        "width": 1.0, "mute": False}, sr)
     # the mix as the render executor's track strip makes it, so the master computed from it is
     # what `automix render` of the settings gives
     stereo_mix = np.zeros((2, audio.shape[1]))

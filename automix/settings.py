@@ -43,10 +43,36 @@ MASTER_DEFAULTS = {"eq": [], "compressor": {}, "side_eq": [], "widener": {}, "wi
                    "gain_db": 0.0, "limiter": {}}
 
 
+# The step each field is written in: what an engineer would type (and what renders, so that
+# `automix render` of a written file is bit-exact).  Times under 1 ms keep 0.01 ms.
+RESOLUTION = {
+    "freq_hz": 0.1, "q": 0.01, "eq_gain_db": 0.01, "threshold_db": 0.01, "ratio": 0.01,
+    "attack_ms": 0.1, "release_ms": 0.1, "knee_db": 0.01, "makeup_db": 0.01,
+    "track_gain_db": 0.01, "master_gain_db": 0.01, "pan": 0.001, "width": 0.001,
+    "ceiling_dbtp": 0.01, "lookahead_ms": 0.1, "widener_gain_db": 0.01, "delay_ms": 0.1,
+}
+TIDY_TOP_HZ = 0.45  # x sample rate: where tidy() moves EQ bands placed at or above Nyquist
+
+
+def rounded(value: float, limit: str) -> float:
+    """``value`` in the step of :data:`RESOLUTION` (``limit`` names the field's kind)."""
+    step = RESOLUTION[limit]
+    if limit.endswith("_ms") and abs(value) < 1.0:
+        step = 0.01
+    decimals = max(0, -int(math.floor(math.log10(step) + 1e-9)))
+    return float(round(value, decimals)) + 0.0  # + 0.0: no "-0.0" in the file
+
+
 class _Checker:
-    def __init__(self, source: str, sample_rate: float):
+    """Walks a settings dict.  Strict (``tidy`` False): any value outside its limits is an
+    error.  ``tidy``: values are clamped into the limits and rounded to :data:`RESOLUTION`:
+    for settings automix makes itself (a network or a fit may land a fader at +49 dB with 50
+    stems, or an EQ band at Nyquist at 8 kHz)."""
+
+    def __init__(self, source: str, sample_rate: float, tidy: bool = False):
         self.source = source
         self.nyquist = sample_rate / 2
+        self.tidy = tidy
 
     def fail(self, where: str, msg: str):
         raise AutomixError(f"{self.source}: {where}{': ' if where else ''}{msg}")
@@ -66,6 +92,9 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(where, f"expected a finite number, got {value!r}")
         lo, hi = LIMITS[limit]
+        if self.tidy:
+            top = TIDY_TOP_HZ * 2 * self.nyquist if hi == "nyquist" else hi
+            return rounded(min(max(float(value), lo), top), limit)
         if hi == "nyquist":
             if not lo <= value < self.nyquist:
                 self.fail("", f"{where} = {value} is outside [{lo:g}, {self.nyquist:g}) Hz")
@@ -74,9 +103,10 @@ class _Checker:
         return float(value)
 
 
-def validate(settings, source: str = "settings") -> dict:
-    """Check a settings dict; return a normalised copy with defaults filled in."""
-    c = _Checker(source, 1.0)
+def validate(settings, source: str = "settings", tidy: bool = False) -> dict:
+    """Check a settings dict; return a normalised copy with defaults filled in.  ``tidy``:
+    clamp and round the numbers instead of refusing them (:class:`_Checker`)."""
+    c = _Checker(source, 1.0, tidy)
     c.obj(settings, "", {"format", "version", "sample_rate", "tracks", "master", "target",
                          "analysis"}, ("format", "version", "sample_rate", "tracks", "master"))
     if settings["format"] != FORMAT:
@@ -103,6 +133,17 @@ def validate(settings, source: str = "settings") -> dict:
     if len(set(names)) != len(names):
         c.fail("tracks", "track names must be unique")
     return out
+
+
+def tidy_master(master: dict, sample_rate: int) -> dict:
+    """A master entry clamped and rounded as :func:`validate` with ``tidy`` writes it (for the
+    master stage, which renders from it before the whole settings exist)."""
+    return _master(_Checker("automix", sample_rate, tidy=True), master)
+
+
+def tidy_track(track: dict, sample_rate: int) -> dict:
+    """A track entry clamped and rounded (see :func:`tidy_master`)."""
+    return _track(_Checker("automix", sample_rate, tidy=True), track, "track")
 
 
 def _eq(c: _Checker, bands, where):
@@ -167,23 +208,58 @@ def _master(c: _Checker, m):
             "limiter": _processor(c, m.get("limiter", {}), "master.limiter", LIMITER_DEFAULTS, {})}
 
 
+_MAX_SETTINGS_BYTES = 64 << 20  # a 1000-track session is ~3 MB
+
+
 def load_settings(path) -> dict:
+    """Read and validate a settings file; every problem is an :class:`AutomixError` in one line
+    (unreadable, not JSON, integers of hundreds of digits, nesting deeper than Python's
+    recursion limit, a file of more than 64 MiB)."""
     path = Path(path)
     if not path.is_file():
         raise AutomixError(f"{path}: no such settings file")
+
+    def integer(text: str) -> int:
+        # the limits of every field are far below 10^30; longer integers would overflow floats
+        # (OverflowError) or Python's int-string limit (ValueError) further on
+        if len(text.lstrip("-")) > 30:
+            raise AutomixError(f"{path}: the integer {text[:12]}... ({len(text)} digits) is out "
+                               "of range")
+        return int(text)
+
     try:
-        data = json.loads(path.read_text())
+        if path.stat().st_size > _MAX_SETTINGS_BYTES:
+            raise AutomixError(f"{path}: {path.stat().st_size >> 20} MiB is too large for a "
+                               "settings file")
+        data = json.loads(path.read_text(encoding="utf-8"), parse_int=integer)
+        return validate(data, str(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AutomixError(f"{path}: not valid JSON ({exc})") from None
-    return validate(data, str(path))
+    except RecursionError:
+        raise AutomixError(f"{path}: nested too deeply to be a settings file") from None
+    except OSError as exc:
+        raise AutomixError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def save_settings(path, settings: dict) -> Path:
     """Validate and write atomically (pretty JSON, floats written exactly)."""
     settings = validate(settings, str(path))
+    for key in ("target", "analysis"):  # measurements: shown to 3 decimals (render ignores them)
+        if key in settings:
+            settings[key] = _round_floats(settings[key], 3)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(settings, indent=2, allow_nan=False) + "\n")
     return Path(path)
+
+
+def _round_floats(value, decimals: int):
+    if isinstance(value, float):
+        return round(value, decimals) + 0.0 if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _round_floats(v, decimals) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round_floats(v, decimals) for v in value]
+    return value
 
 
 # --- console parameters (fixed layout, physical tensors) -> settings entries ---------------------
