@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from . import analysis, background
-from .audio import (BlockReader, audio_info, is_audio_file, pad_to_length, peak, read_audio,
-                    resample, to_stereo)
+
+from .audio import (BlockReader, audio_info, check_finite, is_audio_file, pad_to_length, peak,
+                    read_audio, resample, to_stereo)
 from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
                            log_level, lookahead_samples)
 from .errors import AutomixError
@@ -32,6 +34,13 @@ from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
                        validate)
 
 MIN_REFERENCE_S = 3.0
+# what the API and the command line accept (one check, :func:`check_options`)
+TARGET_LUFS_RANGE = (-60.0, 0.0)
+CEILING_RANGE_DBTP = (-30.0, 0.0)
+MAX_REFINE_STEPS = 5000     # each fit converges in a few hundred; more only costs time
+REFERENCE_MAX_S = 420.0     # longer references are measured on excerpts (bounded memory)
+REFERENCE_PARTS, REFERENCE_PART_S = 14, 30.0
+SILENT_PEAK = 1e-4          # -80 dBFS: a reference under this holds nothing to match
 MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
 PROBE_MIN_S = 90.0            # longer mixes: the master's first pass runs on excerpts
 PROBE_PARTS, PROBE_PART_S = 6, 10.0
@@ -50,6 +59,34 @@ class Amounts:
         for k, v in vars(self).items():
             if not 0.0 <= v <= 1.0:
                 raise AutomixError(f"--{k} {v}: amounts go from 0 to 1")
+
+
+def check_options(target_lufs=None, ceiling=-1.0, refine_steps=0, device="cpu") -> str:
+    """The options of :func:`mix` and :func:`master` checked (one-line errors in the
+    command line's words); returns the torch device to use."""
+    lo, hi = TARGET_LUFS_RANGE
+    if target_lufs is not None and not lo <= float(target_lufs) <= hi:
+        raise AutomixError(f"--target-lufs {target_lufs}: target loudness goes from "
+                           f"{lo:g} to {hi:g} LUFS")
+    lo, hi = CEILING_RANGE_DBTP
+    if not lo <= float(ceiling) <= hi:
+        raise AutomixError(f"--ceiling {ceiling}: the ceiling goes from {lo:g} to {hi:g} dBTP")
+    if isinstance(refine_steps, bool) or int(refine_steps) != refine_steps \
+            or not 0 <= refine_steps <= MAX_REFINE_STEPS:
+        raise AutomixError(f"--refine-steps {refine_steps}: a whole number from 0 to "
+                           f"{MAX_REFINE_STEPS}")
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if re.fullmatch(r"cuda(:\d+)?", name):
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise AutomixError(f"--device {name}: no such CUDA device is available "
+                               "(use --device cpu)")
+        return name
+    raise AutomixError(f"--device {name}: choose cpu, cuda or auto")
 
 
 @dataclass
@@ -80,11 +117,20 @@ def find_stems(folder) -> tuple[list[Path], list[str]]:
 
 
 def load_reference(path, sample_rate: int | None = None) -> tuple[np.ndarray, int, list[str]]:
-    audio, sr = read_audio(path)
+    info = audio_info(path)
     notes = []
+    if info.seconds > REFERENCE_MAX_S:
+        audio, sr = read_long_reference(path, info), info.sample_rate
+        notes.append(f"the reference is {info.seconds / 60:.1f} min long: it is measured on "
+                     f"{REFERENCE_PARTS} evenly spaced excerpts of {REFERENCE_PART_S:.0f} s")
+    else:
+        audio, sr = read_audio(path)
     if audio.shape[1] < MIN_REFERENCE_S * sr:
         raise AutomixError(f"{path}: the reference is {audio.shape[1] / sr:.1f} s long; "
                            f"it needs at least {MIN_REFERENCE_S:.0f} s")
+    if peak(audio) < SILENT_PEAK:
+        raise AutomixError(f"{path}: the reference is silent (peak under "
+                           f"{20 * np.log10(SILENT_PEAK):.0f} dBFS): there is nothing to match")
     if audio.shape[0] == 1:
         notes.append(f"the reference {Path(path).name} is mono: width and side tone are not matched")
     elif np.array_equal(audio[0], audio[1]):
@@ -153,11 +199,39 @@ def probe_excerpts(audio: np.ndarray, sr: int, parts: int | None = None,
     run, n = int(seconds * sr), audio.shape[1]
     if parts * run >= n:
         raise ValueError("probe_excerpts: the excerpts would not be shorter than the audio")
-    fade = np.ones(run)
+    return _join_faded([audio[:, s:s + run] for s in _excerpt_starts(n, run, parts)], sr)
+
+
+def _excerpt_starts(n: int, run: int, parts: int) -> np.ndarray:
+    return np.linspace(0, n - run, parts).round().astype(int)
+
+
+def _join_faded(pieces: list[np.ndarray], sr: int) -> np.ndarray:
+    """Excerpts of equal length joined with 5 ms fades (no clicks at the seams)."""
+    run = pieces[0].shape[1]
+    fade = np.ones(run, np.float32)
     ramp = np.sin(np.linspace(0, np.pi / 2, int(0.005 * sr))) ** 2
     fade[:ramp.size], fade[run - ramp.size:] = ramp, ramp[::-1]
-    starts = np.linspace(0, n - run, parts).round().astype(int)
-    return np.concatenate([audio[:, s:s + run] * fade for s in starts], axis=1)
+    return np.concatenate([p * fade for p in pieces], axis=1)
+
+
+def read_long_reference(path, info) -> np.ndarray:
+    """A reference longer than REFERENCE_MAX_S read as evenly spaced excerpts
+    (REFERENCE_PARTS x REFERENCE_PART_S) straight from the file: its long-term statistics at a
+    bounded memory cost (a 30-min file would take ~4 GB to analyse whole)."""
+    run = int(REFERENCE_PART_S * info.sample_rate)
+    pieces = []
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            for start in _excerpt_starts(info.frames, run, REFERENCE_PARTS):
+                f.seek(int(start))
+                piece = f.read(run, dtype="float32", always_2d=True).T
+                pieces.append(pad_to_length(np.ascontiguousarray(piece), run))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AutomixError(f"{info.path}: cannot decode audio ({exc})") from None
+    audio = _join_faded(pieces, info.sample_rate)
+    check_finite(audio, info.path)
+    return audio
 
 
 def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: float) -> dict:
@@ -296,6 +370,10 @@ def _master_notes(settings: dict) -> list[str]:
                      f"short of the target {settings['target']['lufs']:.1f} LUFS: the limiter "
                      f"is at its limit (gain {master['gain_db']:+.0f} dB, release "
                      f"{master['limiter']['release_ms']:g} ms); louder would only distort")
+    elif short < -0.5:
+        notes.append(f"the master reads {a['master']['integrated_lufs']:.1f} LUFS, {-short:.1f} LU "
+                     f"above the target {settings['target']['lufs']:.1f} LUFS: the master gain is "
+                     f"at its lowest ({master['gain_db']:+.0f} dB)")
     if master.get("widener"):
         w = master["widener"]
         notes.append(f"the mix is narrow (width {a['mix']['width_db']:.0f} dB, the reference "
@@ -533,8 +611,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     on_audio = on_audio or (lambda name, audio, sr: None)
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
-    if refine_steps < 0:
-        raise AutomixError(f"--refine-steps {refine_steps}: must be 0 or more")
+    device = check_options(target_lufs, ceiling, refine_steps, device)
     net, model_notes = resolve_model(model)
     if net is None and refine_steps == 0:
         raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
@@ -603,6 +680,7 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     """Master a finished mix (a file) to a reference track (``on_audio``: see :func:`mix`)."""
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
+    device = check_options(target_lufs, ceiling, 0, device)
     mix_path = Path(mix_path)
     sr = audio_info(mix_path).sample_rate
     say("analysing")

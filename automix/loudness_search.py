@@ -21,7 +21,7 @@ import numpy as np
 from . import analysis
 from .dsp.dynamics import limiter_envelope, limiter_gain, lookahead_samples
 
-GAIN_RANGE_DB = (-24.0, 36.0)
+GAIN_RANGE_DB = (-48.0, 36.0)  # the lower end: settings.json's master.gain_db limit
 TOLERANCE_LU = 0.02
 LIMITER_RELEASES_MS = (80.0, 40.0, 20.0, 10.0)  # faster release: louder, at more distortion
 
