@@ -6,6 +6,9 @@
     automix analyze FILE [--json]                     loudness, peaks, tone, width
 
 Every user error is one line on stderr and exit code 2; nothing the user gave is overwritten.
+The output folder is replaced as a whole (:mod:`automix.outdir`): a run that fails, is
+interrupted (Ctrl-C: exit 130; SIGTERM: 143) or finds it in use by another run leaves it as it
+was.
 """
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from ._startup import quiet_interrupt
 from .errors import AutomixError
+
+quiet_interrupt("automix")  # Ctrl-C before main() runs: one line, exit 130
 
 # torch's OpenMP threads spin while they wait: with another busy process on a 2-core machine
 # that made renders 15x slower (BENCHMARKS.md); passive waiting costs ~nothing when idle.
@@ -43,24 +49,6 @@ class Progress:
             sys.stderr.write(f"{msg}\n")
 
 
-def prepare_output_dir(out: Path, inputs: list[Path], force: bool, names: list[str]) -> Path:
-    """Check the output folder: not an input folder, and no earlier results unless ``force``."""
-    out = out.resolve()
-    for src in inputs:
-        src = src.resolve()
-        folder = src if src.is_dir() else src.parent
-        if out == folder or folder in out.parents and src.is_dir():
-            raise AutomixError(f"{out}: the output folder is an input folder; choose another -o")
-    if out.exists() and not out.is_dir():
-        raise AutomixError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        existing = [n for n in names if (out / n).exists()] or ["other files"]
-        raise AutomixError(f"{out}: the output folder exists ({', '.join(existing)}); "
-                           "use --force to replace automix's files in it")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _bit_depth(value: str):
     if value == "float":
         return "float"
@@ -71,6 +59,7 @@ def _bit_depth(value: str):
 
 def cmd_render(args) -> int:
     from .audio import write_audio
+    from .outdir import OutputFolder
     from .render import render_settings
     from .settings import load_settings
 
@@ -78,34 +67,43 @@ def cmd_render(args) -> int:
     stems = Path(args.stems)
     if not stems.is_dir():
         raise AutomixError(f"{stems}: no such folder")
-    out = prepare_output_dir(Path(args.output), [stems], args.force, ["mix.wav", "master.wav"])
-    mix, master = render_settings(settings, stems, progress=Progress("rendering"))
-    sr = settings["sample_rate"]
-    write_audio(out / "mix.wav", mix, sr, args.bit_depth)
-    write_audio(out / "master.wav", master, sr, args.bit_depth)
-    print(f"wrote {out / 'mix.wav'} and {out / 'master.wav'}")
+    with OutputFolder(args.output, ["mix.wav", "master.wav"], args.force, [stems]) as folder:
+        mix, master = render_settings(settings, stems, progress=Progress("rendering"),
+                                      source=str(args.settings))
+        sr = settings["sample_rate"]
+        folder.submit(write_audio, folder.path("mix.wav"), mix, sr, args.bit_depth)
+        write_audio(folder.path("master.wav"), master, sr, args.bit_depth)
+        folder.commit()
+    print(f"wrote {folder.out / 'mix.wav'} and {folder.out / 'master.wav'}")
     return 0
 
 
 OUTPUT_NAMES = ["mix.wav", "master.wav", "settings.json", "report.png"]
 
 
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+
+
 def _amount(value: str) -> float:
-    v = float(value)
+    v = _number(value)
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError(f"{value}: amounts go from 0 to 1")
     return v
 
 
 def _ceiling(value: str) -> float:
-    v = float(value)
+    v = _number(value)
     if not -30.0 <= v <= 0.0:
         raise argparse.ArgumentTypeError(f"{value}: the ceiling goes from -30 to 0 dBTP")
     return v
 
 
 def _target(value: str) -> float:
-    v = float(value)
+    v = _number(value)
     if not -60.0 <= v <= 0.0:
         raise argparse.ArgumentTypeError(f"{value}: target loudness goes from -60 to 0 LUFS")
     return v
@@ -150,38 +148,32 @@ def _amounts(args):
 
 class _Writer:
     """Writes the WAVs in the background as soon as the API hands them over (``on_audio``),
-    while it analyses the master, then settings.json and report.png."""
+    while it analyses the master, then settings.json and report.png, all into the output
+    folder's staging folder, and swaps the set in when it is complete (:mod:`automix.outdir`:
+    a failed or interrupted run leaves the output folder as it was)."""
 
-    def __init__(self, out: Path, bit_depth):
-        self.out, self.bit_depth, self.jobs = out, bit_depth, []
+    def __init__(self, folder, bit_depth):
+        self.folder, self.bit_depth = folder, bit_depth
 
     def on_audio(self, name: str, audio, sample_rate: int) -> None:
-        from . import background
         from .audio import write_audio
 
-        self.jobs.append(background.submit(write_audio, self.out / f"{name}.wav", audio,
-                                           sample_rate, self.bit_depth))
+        self.folder.submit(write_audio, self.folder.path(f"{name}.wav"), audio, sample_rate,
+                           self.bit_depth)
 
     def run(self, make_result) -> None:
         """``make_result(on_audio)`` (the API call), then every output written and reported."""
-        try:
-            result = make_result(self.on_audio)
-        except BaseException:
-            for job in self.jobs:  # a failed run leaves no half-written temp files behind
-                job.exception()
-            raise
-        from . import background
+        result = make_result(self.on_audio)
         from .report import summary_text, write_report
         from .settings import save_settings
 
-        self.jobs.append(background.submit(write_report, self.out / "report.png", result.settings))
-        save_settings(self.out / "settings.json", result.settings)
-        for job in self.jobs:
-            job.result()
+        self.folder.submit(write_report, self.folder.path("report.png"), result.settings)
+        save_settings(self.folder.path("settings.json"), result.settings)
+        written = self.folder.commit()
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
         print(summary_text(result.settings["analysis"]))
-        print(f"wrote {', '.join(n for n in OUTPUT_NAMES if (self.out / n).exists())} to {self.out}")
+        print(f"wrote {', '.join(written)} to {self.folder.out}")
 
 
 def _import_report_in_background() -> None:
@@ -195,30 +187,33 @@ def _import_report_in_background() -> None:
 
 def cmd_mix(args) -> int:
     from .api import mix
+    from .outdir import OutputFolder
 
     stems = Path(args.stems)
-    out = prepare_output_dir(Path(args.output), [stems, Path(args.reference)], args.force, OUTPUT_NAMES)
-    progress = Progress("automix")
-    _import_report_in_background()
-    _Writer(out, args.bit_depth).run(lambda on_audio: mix(
-        stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-        amounts=_amounts(args), refine_steps=args.refine_steps, device=_device(args.device),
-        model=args.model, progress=progress.note, on_audio=on_audio))
+    with OutputFolder(args.output, OUTPUT_NAMES, args.force,
+                      [stems, Path(args.reference)]) as folder:
+        progress = Progress("automix")
+        _import_report_in_background()
+        _Writer(folder, args.bit_depth).run(lambda on_audio: mix(
+            stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+            amounts=_amounts(args), refine_steps=args.refine_steps, device=_device(args.device),
+            model=args.model, progress=progress.note, on_audio=on_audio))
     return 0
 
 
 def cmd_master(args) -> int:
     from .api import master
+    from .outdir import OutputFolder
 
     mix_path = Path(args.input)
-    out = prepare_output_dir(Path(args.output), [mix_path, Path(args.reference)], args.force,
-                             OUTPUT_NAMES)
-    progress = Progress("automix master")
-    _import_report_in_background()
-    _Writer(out, args.bit_depth).run(lambda on_audio: master(
-        mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-        amounts=_amounts(args), device=_device(args.device), progress=progress.note,
-        on_audio=on_audio))
+    with OutputFolder(args.output, OUTPUT_NAMES, args.force,
+                      [mix_path, Path(args.reference)]) as folder:
+        progress = Progress("automix master")
+        _import_report_in_background()
+        _Writer(folder, args.bit_depth).run(lambda on_audio: master(
+            mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+            amounts=_amounts(args), device=_device(args.device), progress=progress.note,
+            on_audio=on_audio))
     return 0
 
 
@@ -228,6 +223,8 @@ def cmd_analyze(args) -> int:
     from .analysis import analyze, format_analysis
     from .audio import read_audio
 
+    if sys.stdout is None:
+        raise AutomixError("standard output is closed: nowhere to print the analysis")
     audio, sr = read_audio(args.file)
     result = analyze(audio, sr)
     print(json.dumps(result, indent=2) if args.json else format_analysis(result))
@@ -277,29 +274,109 @@ def build_parser() -> argparse.ArgumentParser:
 SUBCOMMANDS = ("master", "render", "analyze")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every ``finally``
+    and cleanup runs (no temporary files are left behind)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
+def _error(message: str) -> None:
+    # one line, prefixed once (an API message may carry its own "automix: " source name)
+    message = " ".join(str(message).split("\n")).strip()
+    while message.startswith("automix: "):
+        message = message[len("automix: "):]
+    print(f"automix: error: {message}", file=sys.stderr)
+
+
+def _tolerant_streams() -> None:
+    """Paths that are not UTF-8 (bytes a file system allows) print as the bytes they are on
+    stdout, and escaped on stderr, instead of raising UnicodeEncodeError."""
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        try:
+            if getattr(stream, "errors", None) == "strict":
+                stream.reconfigure(errors=errors)
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        args = build_parser().parse_args(argv)
-    else:
-        args = build_mix_parser().parse_args(argv)
+    import signal
+    import threading
+
+    from .outdir import os_error_text
+
+    _tolerant_streams()
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if argv and argv[0] in SUBCOMMANDS:
+            args = build_parser().parse_args(argv)
+        else:
+            args = build_mix_parser().parse_args(argv)
         return args.func(args)
     except AutomixError as exc:
-        print(f"automix: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
+    except Terminated:
+        print("automix: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("automix: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout piped into head & co. and closed: nothing more to say
+        return 1
+    except OSError as exc:  # the operating system refused something (not the user's data)
+        _error(os_error_text(exc))
+        return 2
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _open_standard_fds() -> None:
+    """A closed stdin, stdout or stderr (``>&-``) becomes /dev/null, so a file automix opens
+    never gets descriptor 1 or 2 (where a stray write would land in it); ``sys.stdout`` stays
+    None, so ``analyze`` can say it has nowhere to print."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _flush(stream) -> bool:
+    try:
+        if stream is not None:
+            stream.flush()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def run() -> None:
     """The console script: :func:`main`, then an immediate exit.  Every output is written,
-    closed and renamed into place by then; the interpreter's teardown (torch, numba, thread
-    pools) would add ~0.9 s that the user waits for and nothing else."""
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    closed and renamed into place by then (the output folder's cleanup runs inside
+    :func:`main`, on every way out); the interpreter's teardown (torch, numba, thread pools)
+    would add ~0.9 s that the user waits for and nothing else."""
+    try:
+        _open_standard_fds()
+        code = main()
+        if not _flush(sys.stdout):  # e.g. > /dev/full, or a pipe closed early
+            if code == 0:
+                print("automix: error: cannot write to standard output", file=sys.stderr)
+                code = 2
+    except KeyboardInterrupt:  # Ctrl-C before main's own handler was reached
+        print("automix: interrupted", file=sys.stderr)
+        code = 130
+    _flush(sys.stderr)
     os._exit(code)
 
 

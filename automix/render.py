@@ -18,13 +18,14 @@ so ``automix render`` of a written settings file reproduces its master bit for b
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .audio import BlockReader
+from .audio import BlockReader, is_audio_file
 from .dsp.dynamics import CompressorParams, compressor_kernel, limit_in_place, lookahead_samples
 from .dsp.eq import Band, EqState
 from .dsp.stereo import pan_gains, pan_width_accumulate
@@ -151,27 +152,55 @@ def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: 
     return mix
 
 
-def open_sources(settings: dict, stems_dir, readers=None) -> list[BlockReader]:
+def open_sources(settings: dict, stems_dir, readers=None, source: str = "settings",
+                 confine: bool = False) -> list[BlockReader]:
     """A reader per track of ``settings``: from ``readers`` (file name -> reader) when it has
-    one, else the file in ``stems_dir``."""
-    stems_dir = Path(stems_dir)
+    one, else the file in ``stems_dir``.
+
+    A file name must be a relative path that stays inside ``stems_dir`` (no absolute path, no
+    ``..`` leading out).  ``confine``: for settings from a file (data a user may have been sent,
+    maybe with the stems): the name must also resolve, symbolic links followed, to an audio file
+    inside ``stems_dir``.  A refused name gets the same message as a missing file, so the error
+    does not tell whether a path outside exists (``source``: the settings' name in it)."""
+    root = Path(stems_dir).resolve()
     sources = []
-    for t in settings["tracks"]:
-        path = stems_dir / t["file"]
-        if readers and t["file"] in readers:
-            sources.append(readers[t["file"]])
-            continue
-        if not path.is_file():
-            raise AutomixError(f"{path}: stem file named in the settings (track {t['name']!r}) "
-                               "does not exist")
-        sources.append(BlockReader(path, settings["sample_rate"]))
+    try:
+        for i, t in enumerate(settings["tracks"]):
+            if readers and t["file"] in readers:
+                sources.append(readers[t["file"]])
+                continue
+            path = _stem_path(root, t["file"], f"{source}: tracks[{i}].file", confine)
+            sources.append(BlockReader(path, settings["sample_rate"]))
+    except BaseException:
+        for s in sources:
+            if not (readers and any(s is r for r in readers.values())):
+                s.close()
+        raise
     return sources
 
 
-def render_settings(settings: dict, stems_dir, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Render validated ``settings`` with stems from ``stems_dir``: ``(mix, master)`` float64."""
+def _stem_path(root: Path, name: str, where: str, confine: bool) -> Path:
+    """``root / name`` when it is an audio file inside ``root`` (``confine``: resolved)."""
+    try:
+        path = Path(os.path.normpath(root / name))
+        inside = path.is_relative_to(root) and path != root
+        if inside and confine:
+            path = path.resolve()
+            inside = path.is_relative_to(root) and path != root
+        inside = inside and path.is_file() and is_audio_file(path)
+    except (OSError, ValueError, RuntimeError):  # a loop of links, a NUL byte, a name too long
+        inside = False
+    if not inside:
+        raise AutomixError(f"{where} {name!r}: not an audio file inside the stems folder")
+    return path
+
+
+def render_settings(settings: dict, stems_dir, progress=None,
+                    source: str = "settings") -> tuple[np.ndarray, np.ndarray]:
+    """Render validated ``settings`` with stems from ``stems_dir``: ``(mix, master)`` float64
+    (``source``: the settings' name in error messages)."""
     sr = settings["sample_rate"]
-    sources = open_sources(settings, stems_dir)
+    sources = open_sources(settings, stems_dir, source=source, confine=True)
     try:
         length = max(s.frames for s in sources)
         mix = render_mix(sources, settings["tracks"], sr, length, progress=progress)

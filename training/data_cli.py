@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from automix._startup import quiet_interrupt
 from automix.errors import AutomixError
+
+quiet_interrupt("automix-data")  # Ctrl-C before main() runs: one line, exit 130
+
+TRAIN_EXTRA = 'pip install "automix[train]"'
+# what each command cannot run without (optional dependencies of the "train" extra)
+NEEDS = {"render-midi": ("mido",), "synth": ("mido",)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +75,45 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--config", help="a priors YAML (configs/data/priors.yaml)")
     return p
+
+
+def _require(command: str) -> None:
+    """A one-line error naming the extra when an optional dependency is missing (found without
+    importing it: music21 takes seconds)."""
+    import importlib.util
+
+    for module in NEEDS.get(command, ()):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # e.g. sys.modules[module] is None
+            found = False
+        if not found:
+            raise AutomixError(f"{command} needs {module}: {TRAIN_EXTRA}")
+
+
+def _finite(value: float, option: str) -> float:
+    if not math.isfinite(value):
+        raise AutomixError(f"{option} {value}: expected a finite number")
+    return value
+
+
+def _check(a) -> None:
+    """Option values the commands cannot work with: one line each."""
+    if a.command in ("render-midi", "synth") and not 8000 <= a.sample_rate <= 384000:
+        raise AutomixError(f"--sample-rate {a.sample_rate}: expected a rate in Hz, 8000..384000")
+    if a.command == "render-midi" and _finite(a.peak_db, "--peak-db") > 0:
+        raise AutomixError(f"--peak-db {a.peak_db:g}: at most 0 dBFS (24-bit stems clip above)")
+    if a.command == "synth":
+        for option, value, least in (("-n/--songs", a.songs, 1), ("--jobs", a.jobs, 1),
+                                     ("--start", a.start, 0), ("--seed", a.seed, 0)):
+            if value < least:
+                raise AutomixError(f"{option} {value}: must be at least {least}")
+        _finite(a.min_seconds, "--min-seconds")
+        _finite(a.max_seconds, "--max-seconds")
+    if a.command == "scan" and not 0.0 <= a.valid_fraction <= 1.0:
+        raise AutomixError(f"--valid-fraction {a.valid_fraction:g}: expected 0..1")
+    if a.command == "priors" and a.seed < 0:
+        raise AutomixError(f"--seed {a.seed}: must be at least 0")
 
 
 def _render_midi(a) -> int:
@@ -150,15 +197,25 @@ def _priors(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    warnings.simplefilter("default")
-    warnings.formatwarning = lambda msg, cat, *rest: f"warning: {msg}\n"
+    args = None
     try:
+        args = _parser().parse_args(argv)
+        warnings.simplefilter("default")
+        warnings.formatwarning = lambda msg, cat, *rest: f"warning: {msg}\n"
+        _check(args)
+        _require(args.command)
         return {"render-midi": _render_midi, "synth": _synth, "scan": _scan,
                 "priors": _priors}[args.command](args)
     except AutomixError as exc:
         print(f"automix-data: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # an optional dependency imported further on
+        if exc.name and exc.name.split(".")[0] in ("mido", "music21", "tensorboard"):
+            command = args.command if args is not None else "automix-data"
+            print(f"automix-data: error: {command} needs {exc.name.split('.')[0]}: "
+                  f"{TRAIN_EXTRA}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("automix-data: interrupted", file=sys.stderr)
         return 130

@@ -22,10 +22,14 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-import torch
+from automix._startup import quiet_interrupt
 
-from automix.errors import AutomixError
+quiet_interrupt("automix-train")  # Ctrl-C while numpy and torch load: one line, exit 130
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from automix.errors import AutomixError  # noqa: E402
 from automix.model import AutomixNet, count_parameters, load_checkpoint, save_checkpoint
 from automix.params import MASTER_SPECS, TRACK_SPECS, to_physical
 
@@ -564,8 +568,10 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
 # --------------------------------------------------------------------------- entry point
 
 def _task(cfg) -> None:
-    out = _get(plain(cfg), "trainer.out_dir")
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
+        out = _get(plain(cfg), "trainer.out_dir")
         if not out:
             from hydra.core.hydra_config import HydraConfig
             out = HydraConfig.get().runtime.output_dir
@@ -573,9 +579,95 @@ def _task(cfg) -> None:
     except AutomixError as exc:
         print(f"automix-train: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OmegaConfBaseException as exc:  # e.g. an interpolation that does not resolve
+        print(f"automix-train: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's messages in one line: the first paragraph, without the
+    "full_key: ..." details and links; the options of a config group that was not found."""
+    lines = []
+    for line in str(exc).strip().splitlines():
+        line = line.strip()
+        if not line:
+            break
+        if line.startswith(("full_key:", "object_type=", "reference_type=", "See http")):
+            continue
+        lines.append(line)
+    text = " ".join(lines) or type(exc).__name__
+    override = getattr(exc, "override", None)  # a syntax error: name the override
+    if isinstance(override, str):
+        text = f"cannot parse the override {override!r}: {text}"
+    options = getattr(exc, "options", None)
+    if options:
+        text += f" (available: {', '.join(options)})"
+    return text
+
+
+def _config_types(base, new, where: str = ""):
+    """The first override that gives a setting a value of another type than its default (an
+    integer setting ``abc``, a number ``true``): ``(key, value, expected)``, or None."""
+    if isinstance(base, dict) and isinstance(new, dict):
+        for key, value in new.items():
+            if key in base:
+                found = _config_types(base[key], value, f"{where}{key}" if not where
+                                      else f"{where}.{key}")
+                if found:
+                    return found
+        return None
+    if isinstance(new, str) and "${" in new:  # an interpolation: checked when it resolves
+        return None
+    if isinstance(base, bool):
+        ok, expected = isinstance(new, bool), "true or false"
+    elif isinstance(base, int):
+        ok, expected = isinstance(new, int) and not isinstance(new, bool), "an integer"
+    elif isinstance(base, float):
+        ok, expected = isinstance(new, (int, float)) and not isinstance(new, bool), "a number"
+    else:
+        return None
+    return None if ok else (where, new, expected)
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Compose the config as Hydra is about to, with the command line's overrides, and raise
+    :class:`AutomixError` (one line) for what Hydra would report as a multi-line error with
+    exit status 1 or what would fail later with a traceback: a key that does not exist, an
+    unknown config group option, override syntax, a value of the wrong type."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    args = get_args_parser().parse_args(argv)
+    if (args.multirun or args.config_path or args.config_dir or args.config_name
+            or args.experimental_rerun or args.help or args.hydra_help or args.shell_completion):
+        return  # Hydra's own modes: left to Hydra
+    groups = {p.name for p in CONFIGS.iterdir() if p.is_dir()}
+
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+    try:
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+            cfg = compose("train", overrides=list(args.overrides))
+            base = compose("train", overrides=[o for o in args.overrides if key(o) in groups])
+        new = OmegaConf.to_container(cfg, resolve=False)
+        found = _config_types(OmegaConf.to_container(base, resolve=False), new)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise AutomixError(_one_line(exc)) from None
+    if found:
+        where, value, expected = found
+        raise AutomixError(f"{where}={value}: expected {expected}")
 
 
 def main() -> None:
+    try:
+        check_overrides(sys.argv[1:])
+    except AutomixError as exc:
+        print(f"automix-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     import hydra
     # the configs folder beside the package (an absolute path: with a module-based search
     # path Hydra would look for a python package called "configs")
