@@ -25,6 +25,7 @@ from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel,
                            log_level, lookahead_samples)
 from .errors import AutomixError
 from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
+from .options import check_ceiling, check_refine_steps, check_target_lufs
 from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_tone, fit_mix,
                     graphic_eq_settings, predict_master)
 from .params import MASTER_SPECS, TRACK_SPECS, defaults
@@ -34,10 +35,6 @@ from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
                        validate)
 
 MIN_REFERENCE_S = 3.0
-# what the API and the command line accept (one check, :func:`check_options`)
-TARGET_LUFS_RANGE = (-60.0, 0.0)
-CEILING_RANGE_DBTP = (-30.0, 0.0)
-MAX_REFINE_STEPS = 5000     # each fit converges in a few hundred; more only costs time
 REFERENCE_MAX_S = 420.0     # longer references are measured on excerpts (bounded memory)
 REFERENCE_PARTS, REFERENCE_PART_S = 14, 30.0
 SILENT_PEAK = 1e-4          # -80 dBFS: a reference under this holds nothing to match
@@ -62,19 +59,11 @@ class Amounts:
 
 
 def check_options(target_lufs=None, ceiling=-1.0, refine_steps=0, device="cpu") -> str:
-    """The options of :func:`mix` and :func:`master` checked (one-line errors in the
-    command line's words); returns the torch device to use."""
-    lo, hi = TARGET_LUFS_RANGE
-    if target_lufs is not None and not lo <= float(target_lufs) <= hi:
-        raise AutomixError(f"--target-lufs {target_lufs}: target loudness goes from "
-                           f"{lo:g} to {hi:g} LUFS")
-    lo, hi = CEILING_RANGE_DBTP
-    if not lo <= float(ceiling) <= hi:
-        raise AutomixError(f"--ceiling {ceiling}: the ceiling goes from {lo:g} to {hi:g} dBTP")
-    if isinstance(refine_steps, bool) or int(refine_steps) != refine_steps \
-            or not 0 <= refine_steps <= MAX_REFINE_STEPS:
-        raise AutomixError(f"--refine-steps {refine_steps}: a whole number from 0 to "
-                           f"{MAX_REFINE_STEPS}")
+    """The options of :func:`mix` and :func:`master` checked as the command line checks them
+    (:mod:`automix.options`); returns the torch device to use."""
+    check_target_lufs(target_lufs)
+    check_ceiling(ceiling)
+    check_refine_steps(refine_steps)
     name = str(device)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

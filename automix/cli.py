@@ -73,9 +73,29 @@ def cmd_render(args) -> int:
         sr = settings["sample_rate"]
         folder.submit(write_audio, folder.path("mix.wav"), mix, sr, args.bit_depth)
         write_audio(folder.path("master.wav"), master, sr, args.bit_depth)
+        note = _render_peak_note(settings, master)
         folder.commit()
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     print(f"wrote {folder.out / 'mix.wav'} and {folder.out / 'master.wav'}")
     return 0
+
+
+def _render_peak_note(settings: dict, master) -> str | None:
+    """A hand-edited master may lack a limiter (or be driven past it): say where it peaks."""
+    import numpy as np
+
+    from .analysis import true_peak_linear
+
+    tp = 20 * np.log10(true_peak_linear(master) + 1e-12)
+    limiter = settings["master"]["limiter"]
+    if not limiter and tp > 0.0:
+        return (f"master.wav peaks at {tp:+.1f} dBTP: the settings have no master.limiter, so "
+                "nothing keeps it under full scale (it clips in PCM files)")
+    if limiter and tp > limiter["ceiling_dbtp"] + 0.1:
+        return (f"master.wav peaks at {tp:+.1f} dBTP, above its limiter ceiling "
+                f"{limiter['ceiling_dbtp']:+.1f} dBTP")
+    return None
 
 
 OUTPUT_NAMES = ["mix.wav", "master.wav", "settings.json", "report.png"]
@@ -95,18 +115,22 @@ def _amount(value: str) -> float:
     return v
 
 
+def _checked(check, value):
+    """An :mod:`automix.options` check as an argparse type (the API runs the same one)."""
+    try:
+        return check(value)
+    except AutomixError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
 def _ceiling(value: str) -> float:
-    v = _number(value)
-    if not -30.0 <= v <= 0.0:
-        raise argparse.ArgumentTypeError(f"{value}: the ceiling goes from -30 to 0 dBTP")
-    return v
+    from .options import check_ceiling
+    return _checked(check_ceiling, _number(value))
 
 
 def _target(value: str) -> float:
-    v = _number(value)
-    if not -60.0 <= v <= 0.0:
-        raise argparse.ArgumentTypeError(f"{value}: target loudness goes from -60 to 0 LUFS")
-    return v
+    from .options import check_target_lufs
+    return _checked(check_target_lufs, _number(value))
 
 
 def _add_matching_options(p: argparse.ArgumentParser) -> None:
@@ -129,16 +153,8 @@ def _steps(text: str) -> int:
         n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n}: must be 0 or more")
-    return n
-
-
-def _device(name: str) -> str:
-    import torch
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AutomixError("--device cuda: no CUDA device is available (use --device cpu)")
-    return "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
+    from .options import check_refine_steps
+    return _checked(check_refine_steps, n)
 
 
 def _amounts(args):
@@ -196,7 +212,7 @@ def cmd_mix(args) -> int:
         _import_report_in_background()
         _Writer(folder, args.bit_depth).run(lambda on_audio: mix(
             stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-            amounts=_amounts(args), refine_steps=args.refine_steps, device=_device(args.device),
+            amounts=_amounts(args), refine_steps=args.refine_steps, device=args.device,
             model=args.model, progress=progress.note, on_audio=on_audio))
     return 0
 
@@ -212,7 +228,7 @@ def cmd_master(args) -> int:
         _import_report_in_background()
         _Writer(folder, args.bit_depth).run(lambda on_audio: master(
             mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
-            amounts=_amounts(args), device=_device(args.device), progress=progress.note,
+            amounts=_amounts(args), device=args.device, progress=progress.note,
             on_audio=on_audio))
     return 0
 

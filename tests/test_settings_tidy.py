@@ -169,3 +169,22 @@ def test_a_missing_default_model_is_said_and_a_missing_requested_one_is_an_error
     monkeypatch.setenv("AUTOMIX_CHECKPOINT", str(tmp_path / "typo.pt"))
     with pytest.raises(AutomixError, match="AUTOMIX_CHECKPOINT"):
         automix.mix(stems, root / "ref.wav", refine_steps=5)
+
+
+def test_render_of_a_master_without_limiter_warns_where_it_peaks(job, capsys):
+    root, stems = job
+    settings = json.loads((root / "out" / "settings.json").read_text())
+    settings["master"]["limiter"] = {}
+    settings["master"]["gain_db"] += 12.0
+    (root / "loud.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(["render", "--stems", str(stems), "--settings", str(root / "loud.json"),
+                 "-o", str(root / "loud"), "--bit-depth", "float"]) == 0
+    err = capsys.readouterr().err
+    master, _ = sf.read(root / "loud" / "master.wav", always_2d=True)
+    tp = 20 * np.log10(true_peak_linear(master.T))
+    assert tp > 0 and f"peaks at {tp:+.1f} dBTP" in err and "no master.limiter" in err
+    # the file as written (with its limiter) renders without a note
+    assert main(["render", "--stems", str(stems), "--settings", str(root / "out" / "settings.json"),
+                 "-o", str(root / "quiet")]) == 0
+    assert "note:" not in capsys.readouterr().err

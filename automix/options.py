@@ -1,0 +1,29 @@
+"""The ranges of the job's options, checked in one place for the command line (while parsing,
+before any heavy import) and the Python API (:func:`automix.api.check_options`)."""
+from __future__ import annotations
+
+from .errors import AutomixError
+
+TARGET_LUFS_RANGE = (-60.0, 0.0)
+CEILING_RANGE_DBTP = (-30.0, 0.0)
+MAX_REFINE_STEPS = 5000     # each fit converges in a few hundred steps; more only costs time
+
+
+def check_target_lufs(value) -> float | None:
+    lo, hi = TARGET_LUFS_RANGE
+    if value is not None and not lo <= float(value) <= hi:
+        raise AutomixError(f"--target-lufs {value}: target loudness goes from {lo:g} to {hi:g} LUFS")
+    return None if value is None else float(value)
+
+
+def check_ceiling(value) -> float:
+    lo, hi = CEILING_RANGE_DBTP
+    if not lo <= float(value) <= hi:
+        raise AutomixError(f"--ceiling {value}: the ceiling goes from {lo:g} to {hi:g} dBTP")
+    return float(value)
+
+
+def check_refine_steps(value) -> int:
+    if isinstance(value, bool) or int(value) != value or not 0 <= value <= MAX_REFINE_STEPS:
+        raise AutomixError(f"--refine-steps {value}: a whole number from 0 to {MAX_REFINE_STEPS}")
+    return int(value)
