@@ -346,6 +346,11 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
     # bit-identical to render_master(mix, master) without running the chain a third time.
     final = pre * (10 ** (master["gain_db"] / 20))
     apply_limiter_inplace(final, master["limiter"], sr)
+    # Codec-safe ceiling (automix/codec_safe.py, issue 20): inside a codec session (the CLI's
+    # --codecs) the master is encoded/decoded and, if a decoded copy peaks over the ceiling,
+    # redone with a lower limiter ceiling; outside one this returns master, final unchanged.
+    from . import codec_safe
+    master, final = codec_safe.apply(pre, master, final, goal, sr, ceiling)
     return master, goal, final
 
 

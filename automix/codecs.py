@@ -1,0 +1,142 @@
+"""Lossy codecs, in memory: what a master looks like after a streaming service encodes it.
+
+A lossy encoder throws away detail the ear misses, and the decoded waveform is not the
+original: its peaks move, typically upward on a brick-wall-limited master (the limiter's
+flat-topped peaks get their missing harmonics' phases scrambled).  So a master that reads
+-1 dBTP can read above it -- even above full scale -- once coded.  This module encodes and
+decodes with the encoders libsndfile carries (LAME for MP3, libvorbis, libopus: they come with
+the ``soundfile`` wheel, nothing is downloaded), in memory, and measures the decoded true peak.
+
+Codecs (the bit rates a listener meets on the services' standard tiers):
+
+=========  ====================================================  =========================
+name       encoder (libsndfile)                                  rate it runs at
+=========  ====================================================  =========================
+``mp3``    MPEG-1 Layer III, 128 kbps CBR (LAME)                 the master's (<= 48 kHz)
+``opus``   Ogg Opus, ~128 kbps                                   48 kHz (Opus' own rate)
+``vorbis`` Ogg Vorbis, quality ~4 (~128 kbps on music)           the master's
+=========  ====================================================  =========================
+
+The codec-safe ceiling loop that uses this lives in :mod:`automix.codec_safe`.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AutomixError
+
+# libsndfile's compression level in [0, 1] maps linearly onto each encoder's range:
+# MP3 CBR 320..32 kbps (MPEG-1, >= 32 kHz) or 160..8 kbps (MPEG-2, 16-24 kHz), LAME rounding to
+# the nearest standard rate; Opus 512..~6 kbps; Vorbis quality 1..0.  The levels below give
+# 128 kbps MP3 (measured: 128.7 kbps at 44.1 and 48 kHz), ~128 kbps Opus and Vorbis q0.4.
+_MP3_LEVEL = {"mpeg1": (320 - 128) / (320 - 32), "mpeg2": (160 - 128) / (160 - 8)}
+_OPUS_LEVEL = (512 - 128) / (512 - 6)
+_VORBIS_LEVEL = 0.6
+OPUS_RATE = 48000
+MP3_MAX_RATE = 48000
+CODECS = ("mp3", "opus", "vorbis")
+DEFAULT_CODECS = ("mp3", "opus")
+
+
+@dataclass(frozen=True)
+class Coded:
+    """One codec's result: the decoded audio (float64, (channels, n)) at ``sample_rate``."""
+    codec: str
+    audio: np.ndarray
+    sample_rate: int
+    bytes: int
+
+
+def parse_codecs(text: str) -> tuple[str, ...]:
+    """``"mp3,opus"`` -> ("mp3", "opus"); ``"none"`` or ``""`` -> (); unknown -> one-line error."""
+    text = (text or "").strip().lower()
+    if text in ("", "none", "off"):
+        return ()
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in CODECS]
+    if bad:
+        raise AutomixError(f"codec {bad[0]!r}: choose from {', '.join(CODECS)} (or none)")
+    return names
+
+
+def _resample(audio: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
+    if sr_from == sr_to:
+        return audio
+    from .audio import resample
+
+    return resample(audio.astype(np.float32), sr_from, sr_to)
+
+
+def encode(audio: np.ndarray, sample_rate: int, codec: str) -> tuple[bytes, int]:
+    """``audio`` (channels, n) encoded with ``codec``: (the file's bytes, the rate it runs at).
+    Samples beyond full scale are clipped, as a PCM source feeding an encoder would be."""
+    x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
+    buf = io.BytesIO()
+    try:
+        if codec == "mp3":
+            rate = min(sample_rate, MP3_MAX_RATE)
+            if rate < 32000 and rate not in (16000, 22050, 24000):
+                rate = 22050 if rate > 16000 else 16000
+            x = _resample(x, sample_rate, rate)
+            level = _MP3_LEVEL["mpeg1" if rate >= 32000 else "mpeg2"]
+            sf.write(buf, x.T, rate, format="MP3", subtype="MPEG_LAYER_III",
+                     bitrate_mode="CONSTANT", compression_level=level)
+        elif codec == "opus":
+            rate = OPUS_RATE
+            x = _resample(x, sample_rate, rate)
+            sf.write(buf, x.T, rate, format="OGG", subtype="OPUS", compression_level=_OPUS_LEVEL)
+        elif codec == "vorbis":
+            rate = sample_rate
+            sf.write(buf, x.T, rate, format="OGG", subtype="VORBIS",
+                     compression_level=_VORBIS_LEVEL)
+        else:
+            raise AutomixError(f"codec {codec!r}: choose from {', '.join(CODECS)}")
+    except (sf.LibsndfileError, TypeError, ValueError) as exc:
+        raise CodecUnavailable(f"{codec}: this libsndfile cannot encode it ({exc})") from None
+    return buf.getvalue(), rate
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(io.BytesIO(data), dtype="float64", always_2d=True)
+    return np.ascontiguousarray(audio.T), int(rate)
+
+
+def round_trip(audio: np.ndarray, sample_rate: int, codec: str) -> Coded:
+    """Encode and decode ``audio``: what a listener's player gets from the service."""
+    data, _ = encode(audio, sample_rate, codec)
+    decoded, rate = decode(data)
+    return Coded(codec, decoded, rate, len(data))
+
+
+class CodecUnavailable(AutomixError):
+    """The libsndfile here has no encoder for a codec (older libsndfile, no MP3)."""
+
+
+def available(codec: str) -> bool:
+    try:
+        round_trip(np.zeros((2, 4800)), 48000, codec)
+        return True
+    except CodecUnavailable:
+        return False
+
+
+def coded_true_peaks(audio: np.ndarray, sample_rate: int, codecs) -> dict[str, float | None]:
+    """True peak (dBTP, 4x meter) of ``audio`` after each codec's round trip; None for a codec
+    this libsndfile lacks.  The codecs run at once on the background pool (the encoders
+    release the GIL)."""
+    from . import background
+    from .analysis import true_peak_linear
+
+    def one(codec):
+        try:
+            coded = round_trip(audio, sample_rate, codec)
+        except CodecUnavailable:
+            return None
+        return float(20 * np.log10(true_peak_linear(coded.audio) + 1e-12))
+
+    jobs = {c: background.submit(one, c) for c in codecs}
+    return {c: job.result() for c, job in jobs.items()}
