@@ -11,91 +11,11 @@ layouts; the render path takes any.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 
-SPEC_VERSION = 1  # bump when a name, range, scale or the layout changes (checkpoints record it)
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    unit: str
-    minimum: float
-    maximum: float
-    default: float
-    scale: str = "linear"  # or "log"
-
-    def to_physical(self, normalized):
-        n = torch.as_tensor(normalized)
-        if self.scale == "log":
-            lo, hi = math.log(self.minimum), math.log(self.maximum)
-            return torch.exp(lo + n * (hi - lo))
-        return self.minimum + n * (self.maximum - self.minimum)
-
-    def to_normalized(self, physical):
-        p = torch.as_tensor(physical)
-        if self.scale == "log":
-            lo, hi = math.log(self.minimum), math.log(self.maximum)
-            return (torch.log(p) - lo) / (hi - lo)
-        return (p - self.minimum) / (self.maximum - self.minimum)
-
-
-def _eq_specs(prefix: str, max_gain: float) -> list[ParamSpec]:
-    g = max_gain
-    return [
-        ParamSpec(f"{prefix}eq0_highpass.freq_hz", "Hz", 20.0, 600.0, 20.0, "log"),
-        ParamSpec(f"{prefix}eq0_highpass.q", "", 0.5, 2.0, 0.707, "log"),
-        ParamSpec(f"{prefix}eq1_lowshelf.freq_hz", "Hz", 30.0, 600.0, 120.0, "log"),
-        ParamSpec(f"{prefix}eq1_lowshelf.gain_db", "dB", -g, g, 0.0),
-        ParamSpec(f"{prefix}eq1_lowshelf.q", "", 0.4, 1.5, 0.707, "log"),
-        ParamSpec(f"{prefix}eq2_peak.freq_hz", "Hz", 40.0, 1000.0, 200.0, "log"),
-        ParamSpec(f"{prefix}eq2_peak.gain_db", "dB", -g, g, 0.0),
-        ParamSpec(f"{prefix}eq2_peak.q", "", 0.3, 8.0, 1.0, "log"),
-        ParamSpec(f"{prefix}eq3_peak.freq_hz", "Hz", 200.0, 5000.0, 1000.0, "log"),
-        ParamSpec(f"{prefix}eq3_peak.gain_db", "dB", -g, g, 0.0),
-        ParamSpec(f"{prefix}eq3_peak.q", "", 0.3, 8.0, 1.0, "log"),
-        ParamSpec(f"{prefix}eq4_peak.freq_hz", "Hz", 1000.0, 16000.0, 4000.0, "log"),
-        ParamSpec(f"{prefix}eq4_peak.gain_db", "dB", -g, g, 0.0),
-        ParamSpec(f"{prefix}eq4_peak.q", "", 0.3, 8.0, 1.0, "log"),
-        ParamSpec(f"{prefix}eq5_highshelf.freq_hz", "Hz", 1500.0, 18000.0, 8000.0, "log"),
-        ParamSpec(f"{prefix}eq5_highshelf.gain_db", "dB", -g, g, 0.0),
-        ParamSpec(f"{prefix}eq5_highshelf.q", "", 0.4, 1.5, 0.707, "log"),
-    ]
-
-
-def _compressor_specs(prefix: str) -> list[ParamSpec]:
-    return [
-        ParamSpec(f"{prefix}comp.threshold_db", "dB", -60.0, 0.0, 0.0),
-        ParamSpec(f"{prefix}comp.ratio", "", 1.0, 20.0, 1.0, "log"),
-        ParamSpec(f"{prefix}comp.attack_ms", "ms", 0.1, 100.0, 10.0, "log"),
-        ParamSpec(f"{prefix}comp.release_ms", "ms", 10.0, 2000.0, 150.0, "log"),
-        ParamSpec(f"{prefix}comp.knee_db", "dB", 0.0, 12.0, 6.0),
-        ParamSpec(f"{prefix}comp.makeup_db", "dB", -12.0, 24.0, 0.0),
-    ]
-
-
-TRACK_EQ_LAYOUT = ("highpass", "lowshelf", "peak", "peak", "peak", "highshelf")
-
-TRACK_SPECS: tuple[ParamSpec, ...] = tuple(
-    _eq_specs("", 12.0) + _compressor_specs("") + [
-        ParamSpec("gain_db", "dB", -40.0, 20.0, 0.0),
-        ParamSpec("pan", "", -1.0, 1.0, 0.0),
-        ParamSpec("width", "", 0.0, 2.0, 1.0),
-    ])
-
-MASTER_SPECS: tuple[ParamSpec, ...] = tuple(
-    _eq_specs("", 12.0) + _compressor_specs("") + [
-        ParamSpec("width", "", 0.0, 2.0, 1.0),
-        ParamSpec("gain_db", "dB", -24.0, 36.0, 0.0),
-        ParamSpec("limiter.ceiling_dbtp", "dBTP", -12.0, 0.0, -1.0),
-        ParamSpec("limiter.release_ms", "ms", 10.0, 1000.0, 80.0, "log"),
-    ])
-
-# Structural settings: not predicted, not differentiable (integer samples).
-LIMITER_LOOKAHEAD_MS = 2.0
+# One declaration of the console (automix/console/graph.py) builds every key and spec.
+from .console.graph import (LIMITER_LOOKAHEAD_MS, MASTER_SPECS, SPEC_VERSION,  # noqa: E402,F401
+                            TRACK_EQ_LAYOUT, TRACK_SPECS, ParamSpec)
 
 
 def spec_index(specs) -> dict[str, ParamSpec]:

@@ -26,94 +26,10 @@ import numpy as np
 import torch
 
 from .audio import BlockReader, is_audio_file
-from .dsp.dynamics import CompressorParams, compressor_kernel, limit_in_place, lookahead_samples
-from .dsp.eq import Band, EqState
-from .dsp.stereo import pan_gains, pan_width_accumulate
+from .console.blocks import (BLOCK, MasterPre, StripNode, TrackStrip,  # noqa: F401 (re-exported)
+                             apply_limiter_inplace, render_graph, render_master)
+from .dsp.dynamics import compressor_kernel  # noqa: F401 (benchmarks/bench_console.py patches it)
 from .errors import AutomixError
-
-BLOCK = 1 << 16
-
-
-def _bands(eq: list[dict]) -> list[Band]:
-    return [Band(b["type"], b["freq_hz"], b["q"], b.get("gain_db")) for b in eq]
-
-
-class TrackStrip:
-    """One track: EQ -> compressor -> gain -> pan/width, on blocks of its source's channels."""
-
-    def __init__(self, track: dict, sample_rate: int, channels: int):
-        self.eq = EqState(_bands(track["eq"]), sample_rate, channels)
-        self.comp = CompressorParams(track["compressor"], sample_rate).array
-        self.comp_state = np.zeros(1)  # smoothed gain (dB), carried from block to block
-        self.gain = 0.0 if track["mute"] else 10 ** (track["gain_db"] / 20)
-        with torch.no_grad():
-            gl, gr = pan_gains(torch.tensor([float(track["pan"])], dtype=torch.float64),
-                               torch.tensor([channels == 2]))
-        self.gl, self.gr = float(gl), float(gr)
-        self.width = float(track["width"])
-
-    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Add the strip's stereo output for ``block`` (channels, n) to ``out`` (2, n) float64
-        C-contiguous (a new zero array if ``None``); returns ``out``."""
-        x = np.array(block, dtype=np.float64, order="C")  # the strip's own buffer, in place
-        self.eq.process_inplace(x)
-        compressor_kernel(x, self.comp, self.comp_state)
-        if out is None:
-            out = np.zeros((2, x.shape[1]))
-        pan_width_accumulate(x, self.gain, self.width, self.gl, self.gr, out)
-        return out
-
-
-class MasterPre:
-    """The master chain before the limiter: EQ -> compressor -> stereo stage -> gain, block by
-    block.  The stereo stage works on mid ``M = (L+R)/2`` and side ``S = (L-R)/2``: the widener
-    adds the mid delayed by ``delay_ms`` at ``gain_db`` to the side (Lauridsen's pseudo-stereo:
-    complementary combs in L and R, so ``L+R`` is untouched and the master stays mono
-    compatible), the side EQ filters the side alone, and ``S *= width``.  Both are bypassed
-    when absent; then the stage is plain width, as before."""
-
-    def __init__(self, master: dict, sample_rate: int):
-        self.eq = EqState(_bands(master["eq"]), sample_rate, 2)
-        self.comp = CompressorParams(master["compressor"], sample_rate).array
-        self.comp_state = np.zeros(1)
-        self.width = float(master["width"])
-        self.gain = 10 ** (master["gain_db"] / 20)
-        side_eq = master.get("side_eq") or []
-        self.side_eq = EqState(_bands(side_eq), sample_rate, 1) if side_eq else None
-        widener = master.get("widener") or {}
-        self.widen = 10 ** (widener["gain_db"] / 20) if widener else 0.0
-        delay = int(round(widener.get("delay_ms", 0.0) * sample_rate / 1000)) if widener else 0
-        self.delay_line = np.zeros(delay)  # the mid's last ``delay`` samples
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """The chain's output for ``block`` (2, n): a new float64 array."""
-        x = np.array(block, dtype=np.float64, order="C")
-        self.eq.process_inplace(x)
-        compressor_kernel(x, self.comp, self.comp_state)
-        out = np.zeros((2, x.shape[1]))
-        if self.side_eq is None and not self.widen:
-            pan_width_accumulate(x, 1.0, self.width, self.gain, self.gain, out)  # width, then gain
-            return out
-        mid = (x[0] + x[1]) / 2
-        side = ((x[0] - x[1]) / 2)[None].copy()
-        if self.widen:
-            d = len(self.delay_line)
-            line = np.concatenate((self.delay_line, mid))
-            side[0] += self.widen * line[:len(mid)]
-            self.delay_line = line[len(line) - d:]
-        if self.side_eq is not None:
-            self.side_eq.process_inplace(side)
-        side = side[0] * self.width
-        out[0] = (mid + side) * self.gain
-        out[1] = (mid - side) * self.gain
-        return out
-
-
-def apply_limiter_inplace(x: np.ndarray, lim: dict, sample_rate: int) -> None:
-    """The limiter of settings ``lim`` on ``x`` (2, T) float64 C-contiguous, written over it."""
-    if lim:
-        limit_in_place(x, lim["ceiling_dbtp"], lim["release_ms"],
-                       lookahead_samples(lim["lookahead_ms"], sample_rate), sample_rate)
 
 
 def apply_limiter(x: np.ndarray, lim: dict, sample_rate: int) -> np.ndarray:
@@ -125,31 +41,12 @@ def apply_limiter(x: np.ndarray, lim: dict, sample_rate: int) -> np.ndarray:
     return y
 
 
-def render_master(mix: np.ndarray, master: dict, sample_rate: int,
-                  block: int = BLOCK) -> np.ndarray:
-    """Master chain on a full-length float64 mix (2, T): a new array (``mix`` unchanged)."""
-    chain = MasterPre(master, sample_rate)
-    out = np.empty(mix.shape)
-    for start in range(0, mix.shape[1], block):
-        out[:, start:start + block] = chain.process(mix[:, start:start + block])
-    apply_limiter_inplace(out, master["limiter"], sample_rate)
-    return out
-
-
 def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: int,
                length: int, block: int = BLOCK, progress=None) -> np.ndarray:
-    """Sum of the track strips, (2, length) float64; sources are read block by block."""
-    strips = [TrackStrip(t, sample_rate, s.channels) for t, s in zip(tracks, sources)]
-    mix = np.empty((2, length))
-    for start in range(0, length, block):
-        n = min(block, length - start)
-        bus = np.zeros((2, n))
-        for strip, src in zip(strips, sources):  # summed in track order
-            strip.process(src.read(n), bus)
-        mix[:, start:start + n] = bus
-        if progress:
-            progress(start + n, length)
-    return mix
+    """Sum of the track strips of a flat console, (2, length) float64; sources are read block
+    by block (the console graph with tracks only: :func:`render_graph`)."""
+    return render_graph({"sample_rate": sample_rate, "tracks": tracks}, sources, length, block,
+                        progress)
 
 
 def open_sources(settings: dict, stems_dir, readers=None, source: str = "settings",
@@ -195,15 +92,16 @@ def _stem_path(root: Path, name: str, where: str, confine: bool) -> Path:
     return path
 
 
-def render_settings(settings: dict, stems_dir, progress=None,
-                    source: str = "settings") -> tuple[np.ndarray, np.ndarray]:
+def render_settings(settings: dict, stems_dir, progress=None, source: str = "settings",
+                    stems_out: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Render validated ``settings`` with stems from ``stems_dir``: ``(mix, master)`` float64
-    (``source``: the settings' name in error messages)."""
+    (``source``: the settings' name in error messages; ``stems_out``: see
+    :func:`~automix.console.blocks.render_graph`)."""
     sr = settings["sample_rate"]
     sources = open_sources(settings, stems_dir, source=source, confine=True)
     try:
         length = max(s.frames for s in sources)
-        mix = render_mix(sources, settings["tracks"], sr, length, progress=progress)
+        mix = render_graph(settings, sources, length, progress=progress, stems_out=stems_out)
     finally:
         for s in sources:
             s.close()
