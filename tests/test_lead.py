@@ -1,0 +1,138 @@
+"""The lead on top: finding it, riding it section by section, and the sections' contrast."""
+import numpy as np
+import pytest
+
+from automix import analysis, lead
+from automix.console.blocks import lane_db
+from automix.errors import AutomixError
+from synth_song import SR, arrangement, bass, chords, drums, vocal
+
+SECONDS = 30
+
+
+def _margin(lead_audio, rest_audio, edges):
+    """Lead minus rest short-term loudness per section, windows wholly inside (the test's
+    own measurement, from the BS.1770 meter)."""
+    ls = analysis.short_term_loudness(lead_audio, SR)
+    rs = analysis.short_term_loudness(rest_audio, SR)
+    t0 = np.arange(len(ls)) * 0.1
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        m = (t0 >= a) & (t0 + 3.0 <= b)
+        e = lambda v: 10 * np.log10(np.mean(10 ** (v[m] / 10)))  # noqa: E731
+        out.append(e(ls) - e(rs))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def song():
+    rng = np.random.default_rng(1)
+    n = SECONDS * SR
+    acc = 0.25 * (drums(SECONDS, rng) + bass(SECONDS) + chords(SECONDS))[:n]
+    acc[n // 2:] *= 10 ** (6 / 20)                       # the arrangement thickens by 6 dB
+    voc = 0.2 * vocal(SECONDS)[:n]
+    return np.stack([voc, voc]), np.stack([acc, acc])
+
+
+def test_rider_keeps_the_margin_within_1_db_of_the_target(song):
+    voc, acc = song
+    edges = [0.0, 15.0, 30.0]
+    before = _margin(voc, acc, edges)
+    assert before[0] - before[1] == pytest.approx(6.0, abs=0.3)
+    target = before[0] - 2.0                               # a target between the two halves
+    ride = lead.rider_lane(voc, acc, SR, edges, target_margin_db=target)
+    ridden = lead.lane_apply(voc, ride.lane, SR)
+    after = _margin(ridden, acc, edges)
+    assert np.abs(after - target).max() < 1.0, (before, after, target)
+    assert np.ptp(after) < 0.5 < 5.0 < np.ptp(before)
+    g = lane_db(ride.lane, 0, voc.shape[1], SR)
+    assert np.abs(g).max() <= lead.MAX_RIDE_DB
+    # continuous: no step larger than the ramp allows
+    pts = [p["gain_db"] for p in ride.lane["points"]]
+    steps = [abs(b - a) for a, b in zip(pts[:-1], pts[1:])]
+    allowed = max(steps) / (ride.lane["ramp_ms"] / 1000 * SR)
+    assert np.abs(np.diff(g)).max() <= allowed * (1 + 1e-9)
+    # the ramp is centred on the boundary
+    mid = lane_db(ride.lane, int(15.0 * SR), 1, SR)[0]
+    assert mid == pytest.approx(np.mean(ride.gains_db), abs=0.02)
+
+
+def test_rider_holds_within_6_db_and_through_sections_without_the_lead(song):
+    voc, acc = song
+    voc = voc.copy()
+    voc[:, 10 * SR:20 * SR] = 0.0                          # the lead rests in the middle
+    edges = [0.0, 10.0, 20.0, 30.0]
+    ride = lead.rider_lane(voc, acc, SR, edges, target_margin_db=20.0)
+    assert ride.clipped and max(ride.gains_db) == lead.MAX_RIDE_DB
+    assert ride.margins_before[1] is None
+    assert ride.gains_db[1] == ride.gains_db[2]           # takes the next section's gain
+
+
+def test_section_lane_ramps_centred_and_never_overlapping():
+    lane = lead.section_lane([0, 10, 11, 30], [0.0, 3.0, -2.0], ramp_ms=1000)
+    assert lane["ramp_ms"] == 500.0                        # half the shortest section
+    assert [p["time_s"] for p in lane["points"]] == [0.0, 9.75, 10.75]
+    g = lane_db(lane, 0, 30 * 100, 100)
+    assert g[900] == 0.0 and g[1000] == pytest.approx(1.5) and g[1050] == 3.0 and g[1100] == pytest.approx(0.5)
+    assert g[1500] == -2.0
+    assert lead.section_lane([0, 5, 9], [0.0, 0.0])["points"] == []
+
+
+def test_lead_found_by_name_and_by_audio():
+    parts = {k: [(0, 12)] for k in ("drums", "bass", "keys", "vocal")}
+    stems = arrangement(parts, 12)
+    named = {"Drums": stems["drums"], "Bass DI": stems["bass"], "Keys": stems["keys"],
+             "BGV harmony": stems["vocal"], "Lead Vox": stems["vocal"] * 0.5}
+    choice = lead.find_lead(named, SR)
+    assert choice.name == "Lead Vox"
+    anonymous = {f"track{i}": stems[k] for i, k in enumerate(("drums", "bass", "keys", "vocal"))}
+    choice = lead.find_lead(anonymous, SR)
+    assert choice.name == "track3", [(c.name, round(c.salience, 2), round(c.centroid_hz))
+                                     for c in choice.cues]
+    no_lead = {k: anonymous[k] for k in ("track0", "track1")}   # drums and bass only
+    assert lead.find_lead(no_lead, SR).name is None
+    silent = dict(named, **{"Lead Vox": np.zeros_like(stems["vocal"])})
+    assert lead.find_lead(silent, SR).name != "Lead Vox"
+
+
+def test_lead_override():
+    stems = {"a": np.zeros((2, SR)), "b": np.zeros((2, SR))}
+    assert lead.find_lead(stems, SR, "b").name == "b"
+    assert lead.find_lead(stems, SR, "none").name is None
+    with pytest.raises(AutomixError, match="--lead c: no stem"):
+        lead.find_lead(stems, SR, "c")
+
+
+def test_name_cues():
+    assert lead.name_score("Lead Vocal") > lead.name_score("vocals") > lead.name_score("melody")
+    assert lead.name_score("backing vocals") < lead.name_score("vocals")
+    assert lead.name_score("kick") == 0.0 and lead.name_score("Voc_02") > 0
+
+
+def test_contrast_lane_follows_the_reference_spread():
+    rng = np.random.default_rng(3)
+    edges = np.array([0.0, 8.0, 16.0, 24.0, 32.0])
+    levels = np.array([-24.0, -20.0, -24.0, -20.0])       # 2 LU spread
+    n = int(edges[-1] * SR)
+    x = rng.standard_normal((2, n)) * 0.05
+    for (a, b), l in zip(zip(edges[:-1], edges[1:]), levels):
+        x[:, int(a * SR):int(b * SR)] *= 10 ** ((l + 20) / 20)
+
+    def spread(y):
+        st = analysis.short_term_loudness(y, SR)
+        t0 = np.arange(len(st)) * 0.1
+        sec = [10 * np.log10(np.mean(10 ** (st[(t0 >= a) & (t0 + 3 <= b)] / 10)))
+               for a, b in zip(edges[:-1], edges[1:])]
+        return lead.contrast_spread(sec, np.diff(edges)), sec
+
+    s0, sec = spread(x)
+    assert s0 == pytest.approx(2.0, abs=0.1)
+    c = lead.contrast_lane(sec, edges, reference_spread_lu=3.0)
+    s1, _ = spread(lead.lane_apply(x, c.lane, SR))
+    assert s1 == pytest.approx(3.0, abs=0.15)
+    half = lead.contrast_lane(sec, edges, reference_spread_lu=3.0, amount=0.5)
+    assert spread(lead.lane_apply(x, half.lane, SR))[0] == pytest.approx(2.5, abs=0.15)
+    wide = lead.contrast_lane(sec, edges, reference_spread_lu=12.0)
+    assert max(abs(g) for g in wide.gains_db) == lead.MAX_CONTRAST_DB
+    flat = lead.contrast_lane([-20.0, -20.1], [0, 5, 10], reference_spread_lu=3.0)
+    assert flat.lane["points"] == []
