@@ -3,6 +3,8 @@
   automix-data render-midi SONG.mid -o DIR [--soundfont SF2]   stems of one MIDI file -> DIR/<song>/
   automix-data render-midi FOLDER -o DIR                       every .mid/.midi under FOLDER
   automix-data synth -n N -o DIR [--seed S] [--jobs J]         N new songs from mma grooves / music21
+  automix-data lmms -o DIR [--only NAME ...] [--nice N]      the 18 LMMS demo projects of issue 17 ->
+                                                             DIR/<song>/ (solo stems + mixture.wav)
   automix-data scan DIR [--layout generic|musdb|medleydb]      songs, stems, hours, split sizes
   automix-data priors kick bass vocals [--seed S]              one random console setting (JSON)
 
@@ -63,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip the full render that checks each song's stems (about 2x faster)")
     s.add_argument("-q", "--quiet", action="store_true")
 
+    m = sub.add_parser("lmms", help="render the LMMS demo projects of issue 17 to stems + producer's mix")
+    m.add_argument("-o", "--output", required=True, help="dataset folder; songs go to OUTPUT/<song>/")
+    m.add_argument("--only", nargs="+", metavar="NAME",
+                   help="render only these projects (song names or paths like shorties/DirtyLove)")
+    m.add_argument("--nice", type=int, default=0, help="run each lmms under nice -n N (0..19)")
+    m.add_argument("--list", action="store_true", help="print the projects and their stems; render nothing")
+
     c = sub.add_parser("scan", help="list the songs a dataset folder holds")
     c.add_argument("root")
     c.add_argument("--layout", default="generic", choices=("generic", "musdb", "medleydb", "synth"))
@@ -112,6 +121,8 @@ def _check(a) -> None:
         _finite(a.max_seconds, "--max-seconds")
     if a.command == "scan" and not 0.0 <= a.valid_fraction <= 1.0:
         raise AutomixError(f"--valid-fraction {a.valid_fraction:g}: expected 0..1")
+    if a.command == "lmms" and not 0 <= a.nice <= 19:
+        raise AutomixError(f"--nice {a.nice}: expected 0..19")
     if a.command == "priors" and a.seed < 0:
         raise AutomixError(f"--seed {a.seed}: must be at least 0")
 
@@ -165,6 +176,33 @@ def _synth(a) -> int:
     return 0
 
 
+def _lmms(a) -> int:
+    from .lmms import PROJECTS, load_project, plan_stems, project_path, render_dataset, song_id, song_seconds
+
+    projects = list(PROJECTS)
+    if a.only:
+        by_name = {song_id(p).lower(): p for p in PROJECTS} | {p.lower(): p for p in PROJECTS}
+        unknown = [n for n in a.only if n.lower() not in by_name]
+        if unknown:
+            raise AutomixError(f"{unknown[0]}: not one of the 18 projects of issue 17 "
+                               "(automix-data lmms --list shows them; the other demos are a reserved test set)")
+        projects = [by_name[n.lower()] for n in a.only]
+    if a.list:
+        for rel in projects:
+            root = load_project(project_path(rel))
+            stems, notes = plan_stems(root)
+            print(f"{song_id(rel)}\t{song_seconds(root):5.0f} s\t{len(stems)} stems\t{rel}")
+        return 0
+    t0 = time.perf_counter()
+    songs = render_dataset(a.output, projects, nice=a.nice,
+                           progress=lambda s: print(f"{time.perf_counter() - t0:7.0f} s  {s}", flush=True))
+    for song in songs:
+        meta = json.loads((song / "lmms.json").read_text())
+        print(f"{song.name}: {len(meta['stems'])} stems, {meta['seconds']:.1f} s, "
+              f"solo sum residual {meta['solo_sum_residual_db']:.1f} dB, repeat render {meta.get('repeat_render_residual_db', float('nan')):.1f} dB")
+    return 0
+
+
 def _scan(a) -> int:
     from .datasets import scan, split_of
 
@@ -204,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = lambda msg, cat, *rest: f"warning: {msg}\n"
         _check(args)
         _require(args.command)
-        return {"render-midi": _render_midi, "synth": _synth, "scan": _scan,
+        return {"render-midi": _render_midi, "synth": _synth, "lmms": _lmms, "scan": _scan,
                 "priors": _priors}[args.command](args)
     except AutomixError as exc:
         print(f"automix-data: error: {exc}", file=sys.stderr)
