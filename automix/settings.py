@@ -1,4 +1,10 @@
-"""settings.json, schema v1: load, validate, save, and conversion from console parameters.
+"""settings.json, schema v2 (v1 still read): load, validate, save, and conversion from console
+parameters.
+
+Version 2 adds the console graph's routing (:mod:`automix.console.graph`): ``groups`` (group
+strips with their members), ``buses`` (send/return buses with a processor), ``sends``, and gain
+automation lanes (``automation.gain_db``) on tracks, groups and buses.  A version 1 file has none
+of these; it validates and renders exactly as before (tests/test_v1_fixtures.py).
 
 The schema: docs/settings.md.  Validation is strict (unknown fields, wrong types and values
 outside the limits below are errors) and every error is one line naming the field, e.g.
@@ -13,15 +19,18 @@ import json
 import math
 from pathlib import Path
 
-import torch
 
 from .audio import atomic_path
 from .dsp.eq import BAND_TYPES, GAINLESS
 from .errors import AutomixError
-from .params import LIMITER_LOOKAHEAD_MS, TRACK_EQ_LAYOUT
+from .console.graph import (BUS_PROCESSORS, MASTER, MASTER_NAME, STRIP, RoutingError,
+                            entry_from_params, route)
+from .params import LIMITER_LOOKAHEAD_MS
 
 FORMAT = "automix.settings"
-VERSION = 1
+VERSION = 2          # what automix writes
+VERSIONS = (1, 2)    # what it reads
+V2_FIELDS = ("groups", "buses", "sends")
 
 # field -> (min, max); "nyquist" is replaced by sample_rate / 2 (exclusive)
 LIMITS = {
@@ -32,12 +41,20 @@ LIMITS = {
     "pan": (-1.0, 1.0), "width": (0.0, 4.0),
     "ceiling_dbtp": (-30.0, 0.0), "lookahead_ms": (0.1, 50.0),
     "widener_gain_db": (-120.0, 0.0), "delay_ms": (1.0, 50.0),
+    "time_s": (0.0, 86400.0), "lane_gain_db": (-120.0, 24.0), "ramp_ms": (0.0, 10000.0),
+    "level_db": (-120.0, 24.0), "time_ms": (1.0, 5000.0),
 }
 COMPRESSOR_DEFAULTS = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 10.0, "release_ms": 150.0,
                        "knee_db": 6.0, "makeup_db": 0.0}
 LIMITER_DEFAULTS = {"ceiling_dbtp": -1.0, "lookahead_ms": LIMITER_LOOKAHEAD_MS, "release_ms": 80.0}
 TRACK_DEFAULTS = {"eq": [], "compressor": {}, "gain_db": 0.0, "pan": 0.0, "width": 1.0,
-                  "mute": False}
+                  "mute": False, "automation": {}}
+GROUP_DEFAULTS = {"members": [], "output": MASTER_NAME, **TRACK_DEFAULTS}
+BUS_DEFAULTS = {"processor": {}, "eq": [], "gain_db": 0.0, "mute": False, "automation": {},
+                "output": MASTER_NAME}
+SEND_DEFAULTS = {"level_db": 0.0, "pre_fader": False}
+LANE_DEFAULTS = {"ramp_ms": 10.0, "points": []}
+DELAY_DEFAULTS = {"type": "delay", "time_ms": 250.0}
 WIDENER_DEFAULTS = {"gain_db": -60.0, "delay_ms": 15.0}
 MASTER_DEFAULTS = {"eq": [], "compressor": {}, "side_eq": [], "widener": {}, "width": 1.0,
                    "gain_db": 0.0, "limiter": {}}
@@ -50,6 +67,7 @@ RESOLUTION = {
     "attack_ms": 0.1, "release_ms": 0.1, "knee_db": 0.01, "makeup_db": 0.01,
     "track_gain_db": 0.01, "master_gain_db": 0.01, "pan": 0.001, "width": 0.001,
     "ceiling_dbtp": 0.01, "lookahead_ms": 0.1, "widener_gain_db": 0.01, "delay_ms": 0.1,
+    "time_s": 0.001, "lane_gain_db": 0.01, "ramp_ms": 0.1, "level_db": 0.01, "time_ms": 0.1,
 }
 TIDY_TOP_HZ = 0.45  # x sample rate: where tidy() moves EQ bands placed at or above Nyquist
 
@@ -73,6 +91,7 @@ class _Checker:
         self.source = source
         self.nyquist = sample_rate / 2
         self.tidy = tidy
+        self.version = VERSION
 
     def fail(self, where: str, msg: str):
         raise AutomixError(f"{self.source}: {where}{': ' if where else ''}{msg}")
@@ -108,11 +127,17 @@ def validate(settings, source: str = "settings", tidy: bool = False) -> dict:
     clamp and round the numbers instead of refusing them (:class:`_Checker`)."""
     c = _Checker(source, 1.0, tidy)
     c.obj(settings, "", {"format", "version", "sample_rate", "tracks", "master", "target",
-                         "analysis"}, ("format", "version", "sample_rate", "tracks", "master"))
+                         "analysis", *V2_FIELDS},
+          ("format", "version", "sample_rate", "tracks", "master"))
     if settings["format"] != FORMAT:
         c.fail("format", f"expected {FORMAT!r}, got {settings['format']!r}")
-    if settings["version"] != VERSION:
-        c.fail("version", f"this automix reads version {VERSION}, got {settings['version']!r}")
+    version = settings["version"]
+    if isinstance(version, bool) or version not in VERSIONS:
+        c.fail("version", f"this automix reads versions 1 and 2, got {version!r}")
+    c.version = version
+    for key in V2_FIELDS:
+        if key in settings and version < 2:
+            c.fail(key, "needs \"version\": 2")
     sr = settings["sample_rate"]
     if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 384000:
         c.fail("sample_rate", f"expected an integer rate in Hz (8000..384000), got {sr!r}")
@@ -120,9 +145,14 @@ def validate(settings, source: str = "settings", tidy: bool = False) -> dict:
     tracks = settings["tracks"]
     if not isinstance(tracks, list) or not tracks:
         c.fail("tracks", "expected a non-empty list")
-    out = {"format": FORMAT, "version": VERSION, "sample_rate": sr,
-           "tracks": [_track(c, t, f"tracks[{i}]") for i, t in enumerate(tracks)],
-           "master": _master(c, settings["master"])}
+    out = {"format": FORMAT, "version": version, "sample_rate": sr,
+           "tracks": [_track(c, t, f"tracks[{i}]") for i, t in enumerate(tracks)]}
+    for key, check in (("groups", _group), ("buses", _bus), ("sends", _send)):
+        if key in settings:
+            if not isinstance(settings[key], list):
+                c.fail(key, "expected a list")
+            out[key] = [check(c, e, f"{key}[{i}]") for i, e in enumerate(settings[key])]
+    out["master"] = _master(c, settings["master"])
     if "target" in settings:
         t = c.obj(settings["target"], "target", {"lufs", "true_peak_dbtp", "source"})
         out["target"] = dict(t)
@@ -132,6 +162,10 @@ def validate(settings, source: str = "settings", tidy: bool = False) -> dict:
     names = [t["name"] for t in out["tracks"]]
     if len(set(names)) != len(names):
         c.fail("tracks", "track names must be unique")
+    try:
+        route(out)  # unknown members and buses, a track in two groups, cycles
+    except RoutingError as exc:
+        c.fail("", str(exc))
     return out
 
 
@@ -177,22 +211,103 @@ def _processor(c: _Checker, value, where, defaults, limits):
             for k, d in defaults.items()}
 
 
+def _name(c: _Checker, value, where):
+    if not isinstance(value, str) or not value:
+        c.fail(where, "expected a non-empty string")
+    return value
+
+
+def _bool(c: _Checker, value, where):
+    if not isinstance(value, bool):
+        c.fail(where, f"expected true or false, got {value!r}")
+    return value
+
+
 def _track(c: _Checker, t, where):
-    c.obj(t, where, {"name", "file", *TRACK_DEFAULTS}, ("name", "file"))
+    allowed = {"name", "file", *TRACK_DEFAULTS} - ({"automation"} if c.version < 2 else set())
+    c.obj(t, where, allowed, ("name", "file"))
     for key in ("name", "file"):
-        if not isinstance(t[key], str) or not t[key]:
-            c.fail(f"{where}.{key}", "expected a non-empty string")
-    mute = t.get("mute", False)
-    if not isinstance(mute, bool):
-        c.fail(f"{where}.mute", f"expected true or false, got {mute!r}")
-    return {"name": t["name"], "file": t["file"],
-            "eq": _eq(c, t.get("eq", []), f"{where}.eq"),
-            "compressor": _processor(c, t.get("compressor", {}), f"{where}.compressor",
-                                     COMPRESSOR_DEFAULTS, {}),
-            "gain_db": c.number(t.get("gain_db", 0.0), f"{where}.gain_db", "track_gain_db"),
-            "pan": c.number(t.get("pan", 0.0), f"{where}.pan", "pan"),
-            "width": c.number(t.get("width", 1.0), f"{where}.width", "width"),
-            "mute": mute}
+        _name(c, t[key], f"{where}.{key}")
+    return {"name": t["name"], "file": t["file"], **_strip(c, t, where)}
+
+
+def _strip(c: _Checker, t, where):
+    """The fields of a track or group strip (automix.console.graph.STRIP)."""
+    out = {"eq": _eq(c, t.get("eq", []), f"{where}.eq"),
+           "compressor": _processor(c, t.get("compressor", {}), f"{where}.compressor",
+                                    COMPRESSOR_DEFAULTS, {}),
+           "gain_db": c.number(t.get("gain_db", 0.0), f"{where}.gain_db", "track_gain_db"),
+           "pan": c.number(t.get("pan", 0.0), f"{where}.pan", "pan"),
+           "width": c.number(t.get("width", 1.0), f"{where}.width", "width"),
+           "mute": _bool(c, t.get("mute", False), f"{where}.mute")}
+    if "automation" in t:
+        out["automation"] = _automation(c, t["automation"], f"{where}.automation")
+    return out
+
+
+def _automation(c: _Checker, value, where):
+    """Automation lanes: ``{"gain_db": {"ramp_ms": ..., "points": [{"time_s", "gain_db"}]}}``."""
+    c.obj(value, where, {"gain_db"})
+    out = {}
+    if "gain_db" in value:
+        w = f"{where}.gain_db"
+        lane = c.obj(value["gain_db"], w, set(LANE_DEFAULTS), ("points",))
+        if not isinstance(lane["points"], list):
+            c.fail(f"{w}.points", "expected a list of {time_s, gain_db} points")
+        points = []
+        for i, pt in enumerate(lane["points"]):
+            pw = f"{w}.points[{i}]"
+            c.obj(pt, pw, {"time_s", "gain_db"}, ("time_s", "gain_db"))
+            points.append({"time_s": c.number(pt["time_s"], f"{pw}.time_s", "time_s"),
+                           "gain_db": c.number(pt["gain_db"], f"{pw}.gain_db", "lane_gain_db")})
+        if c.tidy:
+            points.sort(key=lambda pt: pt["time_s"])
+        for i in range(1, len(points)):
+            if points[i]["time_s"] < points[i - 1]["time_s"]:
+                c.fail(f"{w}.points[{i}].time_s", f"{points[i]['time_s']:g} s comes before "
+                       f"points[{i - 1}] ({points[i - 1]['time_s']:g} s): points must be in "
+                       "time order")
+        out["gain_db"] = {"ramp_ms": c.number(lane.get("ramp_ms", LANE_DEFAULTS["ramp_ms"]),
+                                              f"{w}.ramp_ms", "ramp_ms"),
+                          "points": points}
+    return out
+
+
+def _group(c: _Checker, g, where):
+    c.obj(g, where, {"name", *GROUP_DEFAULTS}, ("name", "members"))
+    members = g["members"]
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        c.fail(f"{where}.members", "expected a list of track names")
+    return {"name": _name(c, g["name"], f"{where}.name"), "members": list(members),
+            "output": _name(c, g.get("output", MASTER_NAME), f"{where}.output"),
+            **_strip(c, g, where)}
+
+
+def _bus(c: _Checker, b, where):
+    c.obj(b, where, {"name", *BUS_DEFAULTS}, ("name", "processor"))
+    proc = c.obj(b["processor"], f"{where}.processor", set(DELAY_DEFAULTS), ("type",))
+    if proc["type"] not in BUS_PROCESSORS:
+        c.fail(f"{where}.processor.type", f"{proc['type']!r} is not one of "
+               f"{', '.join(BUS_PROCESSORS)}")
+    out = {"name": _name(c, b["name"], f"{where}.name"),
+           "processor": {"type": proc["type"],
+                         "time_ms": c.number(proc.get("time_ms", DELAY_DEFAULTS["time_ms"]),
+                                             f"{where}.processor.time_ms", "time_ms")},
+           "eq": _eq(c, b.get("eq", []), f"{where}.eq"),
+           "gain_db": c.number(b.get("gain_db", 0.0), f"{where}.gain_db", "track_gain_db"),
+           "mute": _bool(c, b.get("mute", False), f"{where}.mute"),
+           "output": _name(c, b.get("output", MASTER_NAME), f"{where}.output")}
+    if "automation" in b:
+        out["automation"] = _automation(c, b["automation"], f"{where}.automation")
+    return out
+
+
+def _send(c: _Checker, s, where):
+    c.obj(s, where, {"source", "bus", *SEND_DEFAULTS}, ("source", "bus"))
+    return {"source": _name(c, s["source"], f"{where}.source"),
+            "bus": _name(c, s["bus"], f"{where}.bus"),
+            "level_db": c.number(s.get("level_db", 0.0), f"{where}.level_db", "level_db"),
+            "pre_fader": _bool(c, s.get("pre_fader", False), f"{where}.pre_fader")}
 
 
 def _master(c: _Checker, m):
@@ -264,38 +379,24 @@ def _round_floats(value, decimals: int):
 
 # --- console parameters (fixed layout, physical tensors) -> settings entries ---------------------
 
-def _f(v) -> float:
-    return float(v.detach().cpu().item()) if isinstance(v, torch.Tensor) else float(v)
-
-
-def eq_from_params(p: dict, layout=TRACK_EQ_LAYOUT) -> list[dict]:
-    bands = []
-    for i, kind in enumerate(layout):
-        key = f"eq{i}_{kind}"
-        band = {"type": kind, "freq_hz": _f(p[f"{key}.freq_hz"])}
-        if kind not in GAINLESS:
-            band["gain_db"] = _f(p[f"{key}.gain_db"])
-        band["q"] = _f(p[f"{key}.q"])
-        bands.append(band)
-    return bands
+def eq_from_params(p: dict) -> list[dict]:
+    """The fixed-layout EQ's bands (automix.console.graph builds the keys and places)."""
+    return entry_from_params(STRIP, p, {"eq"})["eq"]
 
 
 def compressor_from_params(p: dict) -> dict:
-    return {k: _f(p[f"comp.{k}"]) for k in COMPRESSOR_DEFAULTS}
+    return entry_from_params(STRIP, p, {"compressor"})["compressor"]
 
 
 def track_from_params(name: str, file: str, p: dict) -> dict:
     """One track entry from scalar physical parameters (a dict of 0-d tensors or floats)."""
-    return {"name": name, "file": file, "eq": eq_from_params(p),
-            "compressor": compressor_from_params(p), "gain_db": _f(p["gain_db"]),
-            "pan": _f(p["pan"]), "width": _f(p["width"]), "mute": False}
+    return {"name": name, "file": file, **entry_from_params(STRIP, p), "mute": False}
 
 
 def master_from_params(p: dict, lookahead_ms: float = LIMITER_LOOKAHEAD_MS) -> dict:
-    return {"eq": eq_from_params(p), "compressor": compressor_from_params(p), "side_eq": [],
-            "widener": {}, "width": _f(p["width"]), "gain_db": _f(p["gain_db"]),
-            "limiter": {"ceiling_dbtp": _f(p["limiter.ceiling_dbtp"]), "lookahead_ms": lookahead_ms,
-                        "release_ms": _f(p["limiter.release_ms"])}}
+    m = entry_from_params(MASTER, p)
+    m["limiter"]["lookahead_ms"] = lookahead_ms
+    return {"side_eq": [], "widener": {}, **m}
 
 
 def settings_from_params(names, files, track_params: dict, master_params: dict,

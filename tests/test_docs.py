@@ -37,7 +37,11 @@ def _minimal() -> dict:
                                                              "gain_db": 1.0}],
                         "compressor": {"ratio": 2.0}}],
             "master": {"widener": {"gain_db": -20.0}, "limiter": {"ceiling_dbtp": -1.0}},
-            "target": {}, "analysis": {}}
+            "target": {}, "analysis": {},
+            "groups": [{"name": "g", "members": ["a"],
+                        "automation": {"gain_db": {"points": [{"time_s": 0.0, "gain_db": 0.0}]}}}],
+            "buses": [{"name": "b", "processor": {"type": "delay"}}],
+            "sends": [{"source": "a", "bus": "b"}]}
 
 
 def _allowed(place) -> set[str]:
@@ -60,6 +64,13 @@ PLACES = {
     "master": lambda s: s["master"],
     "widener": lambda s: s["master"]["widener"],
     "limiter": lambda s: s["master"]["limiter"],
+    "group": lambda s: s["groups"][0],
+    "bus": lambda s: s["buses"][0],
+    "bus processor": lambda s: s["buses"][0]["processor"],
+    "send": lambda s: s["sends"][0],
+    "automation": lambda s: s["groups"][0]["automation"],
+    "automation lane": lambda s: s["groups"][0]["automation"]["gain_db"],
+    "lane point": lambda s: s["groups"][0]["automation"]["gain_db"]["points"][0],
     "target": lambda s: s["target"],
     "analysis": lambda s: s["analysis"],
 }

@@ -63,7 +63,7 @@ def _edit(tmp, fn):
     (lambda d: d["tracks"][0]["eq"][2].update(freq_hz=30000.0), "tracks[0].eq[2].freq_hz"),
     (lambda d: d["master"]["limiter"].update(ceiling_dbtp=3.0), "master.limiter.ceiling_dbtp"),
     (lambda d: d["tracks"][2].update(file="nope.wav"), "nope.wav"),
-    (lambda d: d.update(version=2), "version"),
+    (lambda d: d.update(version=3), "version"),
     (lambda d: d["tracks"][0].update(pan="left"), "tracks[0].pan"),
 ])
 def test_bad_settings_one_line_error(session, capsys, edit, message):

@@ -1,0 +1,186 @@
+"""The spectral executor: the console graph on long-term power spectra (the model the fits use).
+
+A signal is summarised by its mid and side power spectra and their real cross spectrum
+``Re(M S*)`` on the cells of :class:`automix.match._Model` (a :class:`Powers`; every tensor
+(..., cells)).  Each processor of :mod:`automix.console.graph` has one function in
+:data:`PROCESSORS` mapping powers to powers:
+
+* linear, time-invariant stages act exactly: EQ multiplies by ``|H|^2``, a fader by ``g^2``,
+  pan/width mix mid and side through the console's pan law;
+* a delay changes no long-term spectrum (its output is taken as uncorrelated with the dry
+  signal: true of sources whose correlation time is shorter than the delay);
+* nonlinear stages are estimates: the compressor applies its static curve at the signal's RMS
+  level (plus makeup), the limiter nothing (the fits set both from measurements of the
+  rendered audio); a gain lane its mean power gain;
+* signals summed on a bus are taken as mutually uncorrelated (their powers add).
+
+tests/test_console_graph.py states how close this comes to the rendered and measured master.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..dsp.dynamics import gain_computer
+from ..dsp.eq import Band, frequency_response
+from ..dsp.stereo import pan_gains
+from .batched import layout_bands
+from .graph import MASTER_NAME
+
+_EPS = 1e-20
+
+
+@dataclass
+class Powers:
+    """Cell powers of mid, side and the real mid/side cross spectrum."""
+    mid: torch.Tensor
+    side: torch.Tensor
+    cross: torch.Tensor
+
+    def scaled(self, g) -> "Powers":
+        return Powers(self.mid * g, self.side * g, self.cross * g)
+
+    def __add__(self, other: "Powers") -> "Powers":
+        return Powers(self.mid + other.mid, self.side + other.side, self.cross + other.cross)
+
+    def total(self) -> torch.Tensor:
+        """Mean square per channel: (|L|^2 + |R|^2) / 2 = |M|^2 + |S|^2."""
+        return self.mid.sum(-1) + self.side.sum(-1)
+
+
+def _t(v):
+    return torch.as_tensor(v, dtype=torch.float64)
+
+
+def eq_power(p: dict, model, key: str | None = None) -> torch.Tensor:
+    """|H|^2 at the model's cells of the fixed-layout EQ in ``p`` (or the band list ``p[key]``)."""
+    bands = layout_bands(p) if key is None else [
+        Band(b.type, b.freq_hz, b.q, b.gain_db) for b in p[key]]
+    if not bands:
+        return torch.ones_like(model.omega)
+    return frequency_response(bands, model.omega, model.sr).abs() ** 2
+
+
+def eq(x: Powers, p, model) -> Powers:
+    h = eq_power(p, model)
+    if "graphic" in p:  # the master fit's match EQ, on top of the layout
+        h = h * model.graphic_power(p["graphic"])
+    return x.scaled(h)
+
+
+# the compressor's level estimate: RMS level (dB) of the signal + this (its detector follows
+# peaks, which sit above the RMS; 3 dB is a sine's, noise peaks higher still)
+COMPRESSOR_CREST_DB = 3.0
+
+
+def compress(x: Powers, p, model) -> Powers:
+    level = 10 * torch.log10(x.total() + _EPS) + COMPRESSOR_CREST_DB
+    gain_db = gain_computer(level, _t(p["comp.threshold_db"]), _t(p["comp.ratio"]),
+                            _t(p["comp.knee_db"])) + p["comp.makeup_db"]
+    return x.scaled((10 ** (gain_db / 10)).unsqueeze(-1))
+
+
+def fader(x: Powers, p, model) -> Powers:
+    g = 10 ** (_t(p["gain_db"]) / 10)
+    if "lane_power" in p:  # mean of the lane's power gain over the song
+        g = g * p["lane_power"]
+    return x.scaled(g.unsqueeze(-1) if g.dim() else g)
+
+
+def pan_width(x: Powers, p, model) -> Powers:
+    """Width, then pan (balance for stereo sources), as the fits' mix model writes it."""
+    gl, gr = pan_gains(_t(p["pan"]), torch.as_tensor(p["is_stereo"]))
+    a, b = ((gl + gr) / 2), ((gl - gr) / 2)
+    w = _t(p["width"])
+    if a.dim():
+        a, b, w = a.unsqueeze(-1), b.unsqueeze(-1), w.unsqueeze(-1)
+    mid, side, cross = x.mid, x.side, x.cross
+    return Powers(a * a * mid + b * b * w * w * side + 2 * a * b * w * cross,
+                  b * b * mid + a * a * w * w * side + 2 * a * b * w * cross,
+                  a * b * (mid + w * w * side) + w * (a * a + b * b) * cross)
+
+
+def stereo(x: Powers, p, model) -> Powers:
+    """Master mid/side stage: the widener's delayed mid (uncorrelated with the side) adds its
+    power to the side, the side EQ filters the side, width scales it."""
+    side, cross = x.side, x.cross
+    if "widener" in p:            # the fit's variable: power relative to the mid
+        side = side + p["widener"] * x.mid
+    elif "widener.gain_db" in p:  # as settings.json writes it
+        side = side + 10 ** (_t(p["widener.gain_db"]) / 10) * x.mid
+    if "side_graphic" in p:
+        hs = model.graphic_power(p["side_graphic"])
+        side, cross = side * hs, cross * hs.sqrt()
+    elif p.get("side_eq"):
+        hs = eq_power(p, model, "side_eq")
+        side, cross = side * hs, cross * hs.sqrt()
+    w = _t(p["width"])
+    return Powers(x.mid, side * w ** 2, cross * w)
+
+
+def limit(x: Powers, p, model) -> Powers:
+    return x  # set from measurements of the render (automix.loudness_search)
+
+
+def delay(x: Powers, p, model) -> Powers:
+    return x
+
+
+# processor name (graph.py) -> spectral implementation
+PROCESSORS = {"eq": eq, "compressor": compress, "fader": fader, "pan_width": pan_width,
+              "stereo": stereo, "limiter": limit, "delay": delay}
+
+
+def strip(x: Powers, p: dict, model) -> Powers:
+    for name in ("eq", "compressor", "fader", "pan_width"):
+        x = PROCESSORS[name](x, p, model)
+    return x
+
+
+def master_chain(x: Powers, p: dict, model) -> Powers:
+    for name in ("eq", "compressor", "stereo", "fader", "limiter"):
+        x = PROCESSORS[name](x, p, model)
+    return x
+
+
+def _pre_fader(x: Powers, p: dict, model) -> Powers:
+    for name in ("eq", "compressor"):
+        x = PROCESSORS[name](x, p, model)
+    return x
+
+
+def console_graph(sources: list[Powers], routing, track_params: list[dict], master_params: dict,
+                  model, group_params: list[dict] = (), bus_params: list[dict] = ()):
+    """``(mix, master)`` powers of the whole graph: one :class:`Powers` per track (its stem),
+    per-node parameter dicts (tracks' with ``is_stereo``)."""
+    zero = Powers(*(torch.zeros_like(sources[0].mid),) * 3)
+    bus = zero
+    inputs: dict = {}
+
+    def add(node, y):
+        nonlocal bus
+        out = routing.output[node]
+        if out == MASTER_NAME:
+            bus = bus + y
+        else:
+            inputs[out] = inputs.get(out, zero) + y
+
+    for node in routing.order:
+        kind, i = node
+        x = sources[i] if kind == "track" else inputs.get(node, zero)
+        if kind == "bus":
+            p = bus_params[i]
+            y = PROCESSORS[p.get("type", "delay")](x, p, model)
+            for name in ("eq", "fader"):
+                y = PROCESSORS[name](y, p, model)
+            add(node, y)
+            continue
+        p = track_params[i] if kind == "track" else dict(group_params[i], is_stereo=True)
+        pre = _pre_fader(x, p, model)
+        y = pan_width(fader(pre, p, model), p, model)
+        add(node, y)
+        for k, level, is_pre in routing.sends.get(node, ()):
+            tap = pre if is_pre else y
+            inputs[("bus", k)] = inputs.get(("bus", k), zero) + tap.scaled(10 ** (level / 10))
+    return bus, master_chain(bus, master_params, model)
