@@ -1,0 +1,410 @@
+"""Algorithmic stereo reverb: a finite impulse response built from the parameters, convolved.
+
+Design choice.  A feedback delay network is a long recursion that is slow and fragile to
+differentiate sample by sample; instead the reverb's impulse response (IR) is *built*
+differentiably from its parameters and applied by FFT convolution.  The IR is finite, so the
+reverb is trivially stable (no loop gain at all), and the three executors share one IR:
+
+- training (:func:`reverb`): batched torch, the IR built in torch, convolved by FFT;
+  differentiable in every parameter;
+- render (:class:`ReverbState`): the same IR built once in float64 and convolved block by block
+  (uniformly partitioned overlap-add, the tail carried from block to block); the noise is seeded,
+  so a re-render is bit-exact;
+- spectral model (:func:`reverb_power_response`, :func:`expected_decay_db`): the expected power
+  the return adds per frequency (mid, side, cross) and the energy decay per band, in closed form.
+
+The IR (per output channel ``c`` in {L, R}), with ``t`` in seconds after the pre-delay ``d``:
+
+    h_c = HP * LP * delay_d * ( g_e * early_c + g_l * late_c )
+
+- ``early_c(t) = sum_k a_ck delta(t - tau_ck)``: 12 reflections per channel at fixed (seeded)
+  times between 3 and 60 ms, different for L and R, gains ``a_ck`` with random signs falling as
+  ``exp(-tau / 40 ms)``, normalised to ``sum_k a_ck^2 = 1``.  Each is a band-limited (fractional)
+  delay ``exp(-j w tau fs)`` on the FFT grid.
+- ``late_c = (1 / sqrt(E_mid)) * sum_b e_b . n_cb``: the envelope ``e_b(t) = o(t) exp(-3 ln(10)
+  t / RT60_b)`` (the amplitude falls 60 dB in RT60_b) on band ``b``'s noise ``n_cb``, for b in
+  (low, mid, high).  ``n_cb`` (:func:`band_noise`): seeded white Gaussian noise, independent for
+  L and R (so the tail is diffuse, with the echo density of noise from its first sample: no
+  metallic ringing), split by zero-phase complementary crossovers ``C_low + C_mid + C_high = 1``
+  at 500 Hz and 4 kHz (each transition a raised cosine over +-1/2 octave in log frequency) and
+  flattened (its short-time energy made constant), periodic with a period of at least 6 s.
+  ``o(t) = sin^2(pi t / 60 ms)`` for t < 30 ms, then 1: the late part fades in under the early
+  reflections.  ``E_mid = sum_n e_mid(n)^2``, so the late part's expected power at mid
+  frequencies is 1.
+- Early/late balance ``r = 10^(early_late_db / 10)`` (early energy over late energy):
+  ``g_e = sqrt(r / (1 + r))``, ``g_l = sqrt(1 / (1 + r))``: the return's expected power at mid
+  frequencies is 1 (before HP/LP) whatever the balance.
+- ``delay_d = exp(-j w d fs / 1000)`` (pre-delay ``d`` in ms, fractional: differentiable).
+- ``HP``, ``LP``: the return's RBJ second-order high-pass and low-pass (Q 0.7071) of
+  :mod:`automix.dsp.eq`, their exact frequency responses.
+- Width ``w`` (0..1): ``h_L' = (1+w)/2 h_L + (1-w)/2 h_R``, ``h_R' = (1-w)/2 h_L + (1+w)/2 h_R``,
+  i.e. mid ``(h_L+h_R)/2`` kept, side ``w (h_L-h_R)/2``.  The mono sum ``L'+R'`` does not depend on
+  the width and, the two tails being uncorrelated, has no comb filtering: mono compatible.
+
+Input: the send's mid ``u = (L+R)/2`` (mono in, stereo out); output ``y_c = u * h_c'``.
+
+Everything is built on an FFT grid of ``n_fft`` points (:func:`ir_length`): the envelopes run
+for ``1.4 max(RT60)`` (down 84 dB), then stop; the grid adds the pre-delay and a margin for the
+filters' tails, so the circular wrap of the fractional delays and HP/LP is below -100 dB.  The
+IR of a row depends on ``n_fft`` only through that wrap and the truncation: rows of a batch share
+the longest row's length, which changes a row's output by less than -80 dB.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import scipy.fft
+import torch
+
+from ..errors import AutomixError
+from ..params import ParamSpec
+from .eq import Band, decay_length, frequency_response
+
+PARAMS = ("predelay_ms", "rt60_low_s", "rt60_mid_s", "rt60_high_s", "early_late_db", "width",
+          "hp_hz", "lp_hz")
+
+# the network's ranges (what a fit or prediction may choose)
+SPECS = (
+    ParamSpec("predelay_ms", "ms", 0.0, 150.0, 20.0),
+    ParamSpec("rt60_low_s", "s", 0.2, 8.0, 1.8, "log"),
+    ParamSpec("rt60_mid_s", "s", 0.2, 8.0, 1.5, "log"),
+    ParamSpec("rt60_high_s", "s", 0.1, 6.0, 0.8, "log"),
+    ParamSpec("early_late_db", "dB", -24.0, 12.0, -6.0),
+    ParamSpec("width", "", 0.0, 1.0, 1.0),
+    ParamSpec("hp_hz", "Hz", 20.0, 1000.0, 150.0, "log"),
+    ParamSpec("lp_hz", "Hz", 1000.0, 20000.0, 9000.0, "log"),
+)
+# what a hand-edited settings file may hold (checked by :func:`check_params`)
+LIMITS = {"predelay_ms": (0.0, 500.0), "rt60_low_s": (0.05, 30.0), "rt60_mid_s": (0.05, 30.0),
+          "rt60_high_s": (0.05, 30.0), "early_late_db": (-60.0, 30.0), "width": (0.0, 1.0),
+          "hp_hz": (10.0, 20000.0), "lp_hz": (100.0, 100000.0)}
+
+CROSSOVER_HZ = (500.0, 4000.0)
+BANDS = ("low", "mid", "high")
+FILTER_Q = 0.7071
+EARLY_COUNT = 12
+EARLY_SPAN_MS = (3.0, 60.0)
+EARLY_DECAY_MS = 40.0
+ONSET_MS = 30.0
+TAIL_RT60S = 1.4          # envelope length in units of the longest RT60 (-84 dB)
+_LN1000 = 3.0 * math.log(10.0)   # amplitude exp(-_LN1000 t / RT60) is -60 dB at t = RT60
+_NOISE_SEEDS = (0x5EED0, 0x5EED1)
+_EARLY_SEED = 0xEA51
+
+
+def check_params(p: dict, where: str = "reverb") -> None:
+    """One-line :class:`AutomixError` for a missing, non-finite or out-of-range parameter
+    (values may be numbers or tensors of any shape) and for ``hp_hz >= lp_hz``."""
+    for name in PARAMS:
+        if name not in p:
+            raise AutomixError(f"{where}: missing parameter {name!r}")
+        v = torch.as_tensor(p[name], dtype=torch.float64)
+        lo, hi = LIMITS[name]
+        if not bool(torch.isfinite(v).all()):
+            raise AutomixError(f"{where}.{name} must be a finite number")
+        if bool((v < lo).any()) or bool((v > hi).any()):
+            raise AutomixError(f"{where}.{name} must be within {lo:g}..{hi:g}, "
+                               f"got {float(v.flatten()[0] if v.numel() == 1 else v.min()):g}")
+    if bool((torch.as_tensor(p["hp_hz"]) >= torch.as_tensor(p["lp_hz"])).any()):
+        raise AutomixError(f"{where}.hp_hz must be below {where}.lp_hz")
+
+
+# ---------------------------------------------------------------------------------------------
+# The fixed (seeded) parts
+# ---------------------------------------------------------------------------------------------
+
+FLATTEN_MS = (50.0, 20.0, 10.0)   # per band: the window over which its energy is made constant
+
+
+def noise_period(sample_rate: float) -> int:
+    """Length of the late noise's period: the power of two of at least 6 s."""
+    return 1 << int(math.ceil(math.log2(6.0 * sample_rate)))
+
+
+@functools.lru_cache(maxsize=2)
+def band_noise(sample_rate: float) -> np.ndarray:
+    """``(2, 3, P)`` float64: per channel (one seed each) and band, periodic white Gaussian noise
+    split by the crossovers (circularly, exact for a periodic signal) and *flattened*: divided by
+    the square root of its own energy smoothed over ``FLATTEN_MS`` (circular moving average),
+    then scaled back to its mean power.  Flat band energy is what makes each band's decay the
+    envelope's straight line (a Schroeder RT60 within a few percent) instead of the scatter of a
+    random decay (+-20 % at low frequencies).  Rate-dependent, parameter-free: cached."""
+    n = noise_period(sample_rate)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    xo = crossover(torch.from_numpy(freqs)).numpy()
+    out = np.empty((2, 3, n))
+    for c, seed in enumerate(_NOISE_SEEDS):
+        spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+        for b in range(3):
+            x = np.fft.irfft(spec * xo[b], n)
+            w = max(1, int(round(FLATTEN_MS[b] * sample_rate / 1000.0)))
+            power = x * x
+            csum = np.concatenate(([0.0], np.cumsum(np.concatenate((power, power[:w])))))
+            smooth = (csum[w:w + n] - csum[:n]) / w          # mean of power[i : i + w] (circular)
+            smooth = np.roll(smooth, w // 2)                  # centred on i
+            if not power.mean() > 0:        # a band wholly above Nyquist (a very low rate)
+                out[c, b] = 0.0
+                continue
+            y = x / np.sqrt(np.maximum(smooth, 1e-30 * power.mean()))
+            out[c, b] = y * np.sqrt(power.mean() / (y * y).mean())
+    return out
+
+
+def _late_noise(sample_rate: float, n: int) -> np.ndarray:
+    """``(2, 3, n)``: :func:`band_noise` repeated to length ``n`` (a prefix of any longer one)."""
+    base = band_noise(sample_rate)
+    reps = -(-n // base.shape[-1])
+    return np.tile(base, (1, 1, reps))[..., :n] if reps > 1 else base[..., :n]
+
+
+@functools.lru_cache(maxsize=1)
+def early_pattern() -> tuple[np.ndarray, np.ndarray]:
+    """Reflection times (s) and gains, each (2, EARLY_COUNT): fixed, seeded, rate-independent."""
+    rng = np.random.default_rng(_EARLY_SEED)
+    lo, hi = EARLY_SPAN_MS
+    times = np.sort(rng.uniform(lo, hi, size=(2, EARLY_COUNT)), axis=1) / 1000.0
+    gains = (rng.choice([-1.0, 1.0], size=(2, EARLY_COUNT)) * rng.uniform(0.5, 1.0, (2, EARLY_COUNT))
+             * np.exp(-times / (EARLY_DECAY_MS / 1000.0)))
+    gains /= np.sqrt((gains ** 2).sum(axis=1, keepdims=True))
+    return times, gains
+
+
+def crossover(freqs_hz: torch.Tensor) -> torch.Tensor:
+    """Zero-phase complementary crossover magnitudes ``(3, F)`` (low, mid, high) summing to 1."""
+    def low_part(f0):  # 1 below f0/sqrt2, 0 above f0*sqrt2, raised cosine in log2 between
+        x = torch.log2(torch.clamp(freqs_hz, min=1e-3) / f0).clamp(-0.5, 0.5)
+        return torch.cos(math.pi / 2 * (x + 0.5)) ** 2
+    low = low_part(CROSSOVER_HZ[0])
+    high = 1.0 - low_part(CROSSOVER_HZ[1])
+    return torch.stack((low, 1.0 - low - high, high))
+
+
+def onset(t: torch.Tensor) -> torch.Tensor:
+    t_on = ONSET_MS / 1000.0
+    return torch.where(t < t_on, torch.sin(math.pi / 2 * t / t_on) ** 2, torch.ones_like(t))
+
+
+def _filters(p: dict, sample_rate: float) -> list[Band]:
+    q = torch.full_like(p["hp_hz"], FILTER_Q)
+    return [Band("highpass", p["hp_hz"], q), Band("lowpass", p["lp_hz"], q)]
+
+
+def ir_length(p: dict, sample_rate: float) -> tuple[int, int]:
+    """``(n_env, n_fft)`` for parameters ``p`` (the largest over rows): envelope samples
+    (``1.4 max RT60``) and the FFT grid (pre-delay + envelope + the HP/LP's decay to 1e-12 +
+    10 ms, rounded up to a fast length)."""
+    with torch.no_grad():
+        rt_max = max(float(torch.as_tensor(p[k]).max()) for k in PARAMS[1:4])
+        pre = float(torch.as_tensor(p["predelay_ms"]).max())
+        bands = _filters({k: torch.as_tensor(p[k], dtype=torch.float64).reshape(-1)
+                          for k in ("hp_hz", "lp_hz")}, sample_rate)
+        tail = decay_length(bands, sample_rate, floor=1e-12)
+    n_env = int(math.ceil(TAIL_RT60S * rt_max * sample_rate))
+    n = int(math.ceil(pre * sample_rate / 1000.0)) + n_env + tail + int(0.01 * sample_rate)
+    return n_env, scipy.fft.next_fast_len(n, real=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The impulse response (torch, differentiable)
+# ---------------------------------------------------------------------------------------------
+
+def _rows(p: dict, dtype=None, device=None) -> dict:
+    ref = torch.as_tensor(p["rt60_mid_s"])
+    dtype = dtype or (ref.dtype if ref.is_floating_point() else torch.float64)
+    return {k: torch.as_tensor(p[k], dtype=dtype, device=device or ref.device).reshape(-1)
+            for k in PARAMS}
+
+
+def _balance(p):
+    r = torch.pow(10.0, p["early_late_db"] / 10)
+    return torch.sqrt(r / (1 + r)), torch.sqrt(1 / (1 + r))
+
+
+@functools.lru_cache(maxsize=4)
+def _early_spectrum(sample_rate: float, n_fft: int) -> torch.Tensor:
+    """The early reflections on the grid, (2, F) complex128 (no parameters: cached)."""
+    times, gains = early_pattern()
+    k = np.arange(n_fft // 2 + 1)
+    out = np.zeros((2, k.size), dtype=np.complex128)
+    for c in range(2):
+        for tau, a in zip(times[c] * sample_rate, gains[c]):
+            out[c] += a * np.exp(-2j * np.pi * k * (tau / n_fft))
+    return torch.from_numpy(out)
+
+
+def reverb_ir_spectrum(p: dict, sample_rate: float, n_env: int | None = None,
+                       n_fft: int | None = None) -> torch.Tensor:
+    """The IR's spectrum ``(rows, 2, n_fft//2 + 1)`` (complex) of the module docstring, width
+    folded in.  ``p``: tensors ``(rows,)`` (or numbers); ``n_env``/``n_fft`` default to
+    :func:`ir_length`."""
+    p = _rows(p)
+    dtype, device = p["rt60_mid_s"].dtype, p["rt60_mid_s"].device
+    if n_env is None or n_fft is None:
+        n_env, n_fft = ir_length(p, sample_rate)
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    freqs = torch.arange(n_fft // 2 + 1, dtype=dtype, device=device) * (sample_rate / n_fft)
+    omega = 2 * math.pi * freqs / sample_rate
+
+    # late: seeded noise under per-band envelopes, split by the crossovers
+    t = torch.arange(n_env, dtype=dtype, device=device) / sample_rate
+    rt = torch.stack([p["rt60_low_s"], p["rt60_mid_s"], p["rt60_high_s"]], dim=1)  # (rows, 3)
+    env = onset(t) * torch.exp(-(_LN1000 / rt).unsqueeze(-1) * t)                  # (rows, 3, n)
+    e_mid = (env[:, 1] ** 2).sum(-1)                                               # (rows,)
+    noise = torch.as_tensor(_late_noise(sample_rate, n_env), dtype=dtype, device=device)
+    late = torch.einsum("rbn,cbn->rcn", env, noise) / torch.sqrt(e_mid)[:, None, None]
+    late = torch.fft.rfft(late, n=n_fft)                                           # (rows, 2, F)
+
+    early = _early_spectrum(sample_rate, n_fft).to(device)                          # (2, F)
+
+    g_e, g_l = _balance(p)
+    h = g_e[:, None, None] * early.to(cdtype) + g_l[:, None, None] * late.to(cdtype)
+    shift = torch.exp(-1j * omega * (p["predelay_ms"] * sample_rate / 1000.0).unsqueeze(-1))
+    h = h * (shift * frequency_response(_filters(p, sample_rate), omega, sample_rate)).unsqueeze(1)
+    w = p["width"][:, None]
+    left = (1 + w) / 2 * h[:, 0] + (1 - w) / 2 * h[:, 1]
+    right = (1 - w) / 2 * h[:, 0] + (1 + w) / 2 * h[:, 1]
+    return torch.stack((left, right), dim=1)
+
+
+def reverb_ir(p: dict, sample_rate: float, n_env: int | None = None,
+              n_fft: int | None = None) -> torch.Tensor:
+    """The impulse response ``(rows, 2, n_fft)`` (real)."""
+    if n_env is None or n_fft is None:
+        n_env, n_fft = ir_length(p, sample_rate)
+    return torch.fft.irfft(reverb_ir_spectrum(p, sample_rate, n_env, n_fft), n=n_fft)
+
+
+def reverb(x: torch.Tensor, p: dict, sample_rate: float, n_env: int | None = None,
+           n_fft: int | None = None) -> torch.Tensor:
+    """Training executor: the return for send signals ``x`` (rows, 1 or 2, T), parameters
+    ``(rows,)``: ``(rows, 2, T)``, the linear convolution of ``u = mean over channels of x`` with
+    the IR, cut to the crop (only the IR's first T samples reach it)."""
+    T = x.shape[-1]
+    ir = reverb_ir({k: torch.as_tensor(v, dtype=x.dtype, device=x.device) for k, v in p.items()},
+                   sample_rate, n_env, n_fft)[..., :T]
+    u = x.mean(dim=-2, keepdim=True)
+    n = scipy.fft.next_fast_len(T + ir.shape[-1] - 1, real=True)
+    y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(ir, n=n), n=n)
+    return y[..., :T]
+
+
+# ---------------------------------------------------------------------------------------------
+# Render executor
+# ---------------------------------------------------------------------------------------------
+
+class PartitionedConvolution:
+    """Mono-in, multi-channel-out FIR convolution, block by block (uniformly partitioned
+    overlap-add): the IR is cut into partitions of ``block`` samples, each block's spectrum
+    (FFT of 2 x block) is kept in a frequency-domain delay line, and output block ``k`` is
+    ``irfft(sum_p X[k-p] H[p])``'s first half plus the previous block's second half.  Exact linear
+    convolution up to float rounding; deterministic.  Blocks must be ``block`` samples long,
+    except the last, which may be shorter."""
+
+    def __init__(self, ir: np.ndarray, block: int):
+        ir = np.asarray(ir, dtype=np.float64)
+        self.block = int(block)
+        parts = max(1, -(-ir.shape[-1] // self.block))
+        padded = np.zeros((ir.shape[0], parts * self.block))
+        padded[:, :ir.shape[-1]] = ir
+        self.H = scipy.fft.rfft(padded.reshape(ir.shape[0], parts, self.block), n=2 * self.block)
+        self.fdl = np.zeros((parts, self.block + 1), dtype=np.complex128)
+        self.newest = parts - 1
+        self.tail = np.zeros((ir.shape[0], self.block))
+        self.ended = False
+
+    def process(self, u: np.ndarray) -> np.ndarray:
+        """``u`` (n,) float64 -> ``(channels, n)``."""
+        n = u.shape[-1]
+        if n > self.block:
+            return np.concatenate([self.process(u[i:i + self.block])
+                                   for i in range(0, n, self.block)], axis=-1)
+        if self.ended:
+            raise ValueError("PartitionedConvolution: a short block must be the last")
+        self.ended = n < self.block
+        parts = self.fdl.shape[0]
+        self.newest = (self.newest + 1) % parts
+        self.fdl[self.newest] = scipy.fft.rfft(u, n=2 * self.block)
+        order = (self.newest - np.arange(parts)) % parts
+        spec = np.einsum("pf,cpf->cf", self.fdl[order], self.H)
+        y = scipy.fft.irfft(spec, n=2 * self.block)
+        out = y[:, :n] + self.tail[:, :n]
+        self.tail = y[:, self.block:].copy()
+        return out
+
+
+class ReverbState:
+    """Render executor: the reverb of one send bus, float64, block by block.  ``params``: numbers
+    (settings.json's values); the IR is built once with :func:`reverb_ir` in float64 (the same
+    function as the training executor), then convolved by :class:`PartitionedConvolution`."""
+
+    def __init__(self, params: dict, sample_rate: int, block: int = 1 << 16):
+        check_params(params)
+        p = {k: torch.tensor([float(params[k])], dtype=torch.float64) for k in PARAMS}
+        with torch.no_grad():
+            self.ir = reverb_ir(p, sample_rate)[0].numpy()
+        self.conv = PartitionedConvolution(self.ir, block)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """``block`` (1 or 2, n) float64, the send bus -> the return ``(2, n)``."""
+        return self.conv.process(np.asarray(block, dtype=np.float64).mean(axis=0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral model
+# ---------------------------------------------------------------------------------------------
+
+def _late_band_products(p: dict, sample_rate: float, n_env: int) -> torch.Tensor:
+    """``sum_n e_b(n) e_b'(n) / E_mid``, (rows, 3, 3)."""
+    dtype = p["rt60_mid_s"].dtype
+    t = torch.arange(n_env, dtype=dtype, device=p["rt60_mid_s"].device) / sample_rate
+    rt = torch.stack([p["rt60_low_s"], p["rt60_mid_s"], p["rt60_high_s"]], dim=1)
+    env = onset(t) * torch.exp(-(_LN1000 / rt).unsqueeze(-1) * t)
+    gram = env @ env.transpose(1, 2)
+    return gram / gram[:, 1:2, 1:2]
+
+
+def reverb_power_response(p: dict, freqs_hz, sample_rate: float) -> dict:
+    """Expected power response of the return relative to its input ``u = (L+R)/2``, at
+    ``freqs_hz`` (F,), over the seeded noise's ensemble (the early reflections exactly):
+    ``{"mid", "side", "cross"}``, each (rows, F): ``E|M|^2``, ``E|S|^2``, ``Re E[M S*]`` with
+    ``M = (H_L'+H_R')/2``, ``S = (H_L'-H_R')/2``.  Per channel,
+    ``E|H_c|^2 = |HP LP|^2 (g_e^2 |early_c|^2 + g_l^2 sum_bb' C_b C_b' <e_b, e_b'> / E_mid)``;
+    the two late tails are independent of each other and of the early part, so
+    ``E[H_L H_R*] = |HP LP|^2 g_e^2 early_L early_R*``."""
+    p = _rows(p)
+    dtype = p["rt60_mid_s"].dtype
+    f = torch.as_tensor(freqs_hz, dtype=dtype, device=p["rt60_mid_s"].device)
+    omega = 2 * math.pi * f / sample_rate
+    n_env, _ = ir_length(p, sample_rate)
+    xo = crossover(f)                                                          # (3, F)
+    late = torch.einsum("bf,rbc,cf->rf", xo, _late_band_products(p, sample_rate, n_env), xo)
+    times, gains = early_pattern()
+    tau = torch.as_tensor(times, dtype=dtype) * 2 * math.pi
+    a = torch.as_tensor(gains, dtype=dtype)
+    ph = tau.unsqueeze(-1) * f                                                 # (2, K, F)
+    re = (a.unsqueeze(-1) * torch.cos(ph)).sum(1)
+    im = -(a.unsqueeze(-1) * torch.sin(ph)).sum(1)
+    g_e, g_l = (g[:, None] ** 2 for g in _balance(p))
+    filt = frequency_response(_filters(p, sample_rate), omega, sample_rate).abs() ** 2
+    pl = g_e * (re[0] ** 2 + im[0] ** 2) + g_l * late
+    pr = g_e * (re[1] ** 2 + im[1] ** 2) + g_l * late
+    lr = g_e * (re[0] * re[1] + im[0] * im[1])                                 # Re E[H_L H_R*]
+    w = p["width"][:, None]
+    return {"mid": filt * (pl + pr + 2 * lr) / 4,
+            "side": filt * w ** 2 * (pl + pr - 2 * lr) / 4,
+            "cross": filt * w * (pl - pr) / 4}
+
+
+def expected_decay_db(p: dict, times_s) -> torch.Tensor:
+    """Expected Schroeder energy decay curve of the late part per band, (rows, 3, len(times)),
+    in dB: ``10 log10(sum_{t' >= t} e_b(t')^2 / sum e_b^2)``, which after the 30 ms onset is the
+    straight line ``-60 (t - t0) / RT60_b`` plus a constant (the time-domain measure a fit can
+    compare with the reference's decay)."""
+    p = _rows(p)
+    t = torch.as_tensor(times_s, dtype=p["rt60_mid_s"].dtype)
+    rt = torch.stack([p["rt60_low_s"], p["rt60_mid_s"], p["rt60_high_s"]], dim=1)
+    # closed form for the pure exponential (the onset changes only the first 30 ms)
+    t0 = ONSET_MS / 1000.0
+    return -60.0 * torch.clamp(t - t0, min=0.0) / rt.unsqueeze(-1)
