@@ -86,9 +86,9 @@ def stereo(x, p, sample_rate):
         d = delay_samples(p["widener.delay_ms"], sample_rate)
         side = side + db_to_amp(p["widener.gain_db"]).reshape(-1, 1) * _delayed(mid, d)
     if side_eq:
-        side = eq_fsm(side, [Band(b.type, _col(b.freq_hz), _col(b.q),
-                                  None if b.gain_db is None else _col(b.gain_db))
-                             for b in side_eq], sample_rate)
+        side = eq_fsm(side[:, None], [Band(b.type, _col(b.freq_hz), _col(b.q),
+                                           None if b.gain_db is None else _col(b.gain_db))
+                                      for b in side_eq], sample_rate)[:, 0]
     side = side * p["width"].reshape(-1, 1)
     return torch.stack((mid + side, mid - side), dim=1)
 
