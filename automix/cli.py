@@ -4,6 +4,7 @@
     automix master --input MIX --reference REF        master a finished mix
     automix render --stems DIR --settings S.json      apply (possibly edited) settings
     automix analyze FILE [--json]                     loudness, peaks, tone, width
+    automix check FILE [--json]                       delivery checks (docs/checks.md)
 
 Every user error is one line on stderr and exit code 2; nothing the user gave is overwritten.
 The output folder is replaced as a whole (:mod:`automix.outdir`): a run that fails, is
@@ -139,13 +140,37 @@ def _add_matching_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace automix's files in an existing folder")
     p.add_argument("--target-lufs", type=_target, default=None,
                    help="integrated loudness of the master instead of the reference's (e.g. -14)")
-    p.add_argument("--ceiling", type=_ceiling, default=-1.0, help="true-peak ceiling, dBTP (default -1)")
+    p.add_argument("--ceiling", type=_ceiling, default=None,
+                   help="true-peak ceiling, dBTP (default -1, or the --platform's)")
     for aspect in ("tone", "width", "dynamics", "loudness"):
         p.add_argument(f"--{aspect}", type=_amount, default=1.0,
                        help=f"how far the master moves toward the reference's {aspect}, 0..1 (default 1)")
-    p.add_argument("--bit-depth", type=_bit_depth, default=24, help="16, 24 (default) or float")
+    p.add_argument("--bit-depth", type=_bit_depth, default=None,
+                   help="16, 24 (default; cd preset: 16) or float")
+    _add_delivery_options(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the refinement runs (default: auto = cuda if available)")
+
+
+def _add_delivery_options(p: argparse.ArgumentParser) -> None:
+    """Issue 20: delivery presets, extra formats, the codecs the master must survive."""
+    from .delivery import PLATFORMS
+    p.add_argument("--platform", default=None, metavar="NAME",
+                   help=f"delivery preset: {'|'.join(PLATFORMS)} (loudness, ceiling, codecs; "
+                        "docs/delivery.md)")
+    p.add_argument("--formats", default="", metavar="LIST",
+                   help="extra files of the master: flac,mp3,ogg,opus (default: none)")
+    p.add_argument("--codecs", default=None, metavar="LIST",
+                   help="lossy codecs whose decoded true peak must stay under the ceiling: "
+                        "mp3,opus,vorbis or none (default: mp3,vorbis or the platform's)")
+
+
+def _delivery(args):
+    """The delivery options with the --platform preset applied (explicit options win)."""
+    from .codecs import parse_formats
+    from .delivery import resolve
+    d = resolve(args.platform, args.target_lufs, args.ceiling, args.bit_depth, args.codecs)
+    return d, parse_formats(args.formats)
 
 
 def _steps(text: str) -> int:
@@ -168,25 +193,37 @@ class _Writer:
     folder's staging folder, and swaps the set in when it is complete (:mod:`automix.outdir`:
     a failed or interrupted run leaves the output folder as it was)."""
 
-    def __init__(self, folder, bit_depth):
+    def __init__(self, folder, bit_depth, delivery=None, formats=(), reference=None):
         self.folder, self.bit_depth = folder, bit_depth
+        self.delivery, self.formats, self.reference = delivery, formats, reference
 
     def on_audio(self, name: str, audio, sample_rate: int) -> None:
         from .audio import write_audio
 
         self.folder.submit(write_audio, self.folder.path(f"{name}.wav"), audio, sample_rate,
                            self.bit_depth)
+        if name == "master" and self.formats:  # issue 20: master.flac/.mp3/.ogg/.opus
+            from . import deliverables
+            deliverables.submit_formats(self.folder, audio, sample_rate, self.formats,
+                                        self.bit_depth)
 
     def run(self, make_result) -> None:
         """``make_result(on_audio)`` (the API call), then every output written and reported."""
-        result = make_result(self.on_audio)
+        from . import codec_safe, deliverables
+
+        # the codec-safe ceiling loop runs inside this session (automix/codec_safe.py)
+        with codec_safe.configured(self.delivery.codecs if self.delivery else ()) as session:
+            result = make_result(self.on_audio)
         from .report import summary_text, write_report
         from .settings import save_settings
 
         self.folder.submit(write_report, self.folder.path("report.png"), result.settings)
         save_settings(self.folder.path("settings.json"), result.settings)
+        extra = []
+        if self.delivery is not None:  # checks.json, report.html; codec and preset notes
+            extra = deliverables.write(self.folder, result, self.delivery, session, self.reference)
         written = self.folder.commit()
-        for note in result.notes:
+        for note in result.notes + extra:
             print(f"note: {note}", file=sys.stderr)
         print(summary_text(result.settings["analysis"]))
         print(f"wrote {', '.join(written)} to {self.folder.out}")
@@ -203,15 +240,18 @@ def _import_report_in_background() -> None:
 
 def cmd_mix(args) -> int:
     from .api import mix
+    from .deliverables import extra_names
     from .outdir import OutputFolder
 
     stems = Path(args.stems)
-    with OutputFolder(args.output, OUTPUT_NAMES, args.force,
+    delivery, formats = _delivery(args)
+    with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
                       [stems, Path(args.reference)]) as folder:
         progress = Progress("automix")
         _import_report_in_background()
-        _Writer(folder, args.bit_depth).run(lambda on_audio: mix(
-            stems, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+        _Writer(folder, delivery.bit_depth, delivery, formats, args.reference).run(
+            lambda on_audio: mix(
+            stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), refine_steps=args.refine_steps, device=args.device,
             model=args.model, progress=progress.note, on_audio=on_audio))
     return 0
@@ -219,15 +259,18 @@ def cmd_mix(args) -> int:
 
 def cmd_master(args) -> int:
     from .api import master
+    from .deliverables import extra_names
     from .outdir import OutputFolder
 
     mix_path = Path(args.input)
-    with OutputFolder(args.output, OUTPUT_NAMES, args.force,
+    delivery, formats = _delivery(args)
+    with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
                       [mix_path, Path(args.reference)]) as folder:
         progress = Progress("automix master")
         _import_report_in_background()
-        _Writer(folder, args.bit_depth).run(lambda on_audio: master(
-            mix_path, args.reference, target_lufs=args.target_lufs, ceiling=args.ceiling,
+        _Writer(folder, delivery.bit_depth, delivery, formats, args.reference).run(
+            lambda on_audio: master(
+            mix_path, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), device=args.device, progress=progress.note,
             on_audio=on_audio))
     return 0
@@ -244,6 +287,30 @@ def cmd_analyze(args) -> int:
     audio, sr = read_audio(args.file)
     result = analyze(audio, sr)
     print(json.dumps(result, indent=2) if args.json else format_analysis(result))
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Issue 20: the delivery checks of one file (automix/qc.py, docs/checks.md)."""
+    import json
+
+    from .audio import read_audio
+    from .codecs import parse_codecs
+    from .delivery import PLATFORMS, platform
+    from .qc import check_audio, format_checks
+
+    if sys.stdout is None:
+        raise AutomixError("standard output is closed: nowhere to print the checks")
+    p = platform(args.platform) if args.platform else None
+    ceiling = args.ceiling if args.ceiling is not None else (p.ceiling_dbtp if p else -1.0)
+    codecs = parse_codecs(args.codecs) if args.codecs is not None else (
+        p.codecs if p else parse_codecs("mp3,vorbis"))
+    audio, sr = read_audio(args.file)
+    result = check_audio(audio, sr, ceiling, codecs, [p.name] if p else list(PLATFORMS))
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("status", "checks")}, indent=1))
+    else:
+        print(format_checks(result))
     return 0
 
 
@@ -277,6 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=cmd_analyze)
+    c = sub.add_parser("check", help="delivery checks of a file (loudness, peaks, codecs, phase)")
+    c.add_argument("file")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.add_argument("--ceiling", type=_ceiling, default=None, help="true-peak ceiling (default -1)")
+    c.add_argument("--platform", default=None, metavar="NAME",
+                   help="judge for one platform's preset (default: show every platform)")
+    c.add_argument("--codecs", default=None, metavar="LIST",
+                   help="codecs to check: mp3,opus,vorbis or none (default mp3,vorbis)")
+    c.set_defaults(func=cmd_check)
     r = sub.add_parser("render", help="render stems with a settings.json (mix.wav and master.wav)")
     r.add_argument("--stems", required=True, help="folder holding the stems named in the settings")
     r.add_argument("--settings", required=True, help="settings.json (schema v1)")
@@ -287,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("master", "render", "analyze")
+SUBCOMMANDS = ("master", "render", "analyze", "check")
 
 
 class Terminated(KeyboardInterrupt):

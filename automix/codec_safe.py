@@ -11,7 +11,7 @@ limiting itself would be heard); what happened is reported (a note, ``checks.jso
 report).
 
 The loop is switched on by a *session* (``with configured(codecs) as session:``), which the
-command line opens for every run (``--codecs``, default ``mp3,opus``) and which collects the
+command line opens for every run (``--codecs``, default ``mp3,vorbis``) and which collects the
 reports; an API call outside a session masters exactly as before (no codec round trips).
 A context variable carries the session so that the master stage's signature, shared with the
 console-graph work, needs no new parameter.
