@@ -139,3 +139,44 @@ def test_pair_dataset_and_mixing_ratio(tmp_path):
     assert isinstance(mixed[(0, picks.index("human"))], dict)
     with pytest.raises(Exception):
         hp.MixedPairs(Synth(), ds, ratio=1.5)
+
+
+def test_build_pairs_mixes_by_the_configured_ratio(tmp_path):
+    from training.train import build_pairs
+
+    _song_folder(tmp_path / "human", _synthetic_song(seconds=4.0))
+    _song_folder(tmp_path / "synth", _synthetic_song(seconds=4.0, seed=1))
+    c = {"seed": 0, "section_seconds": 1.0,
+         "data": {"layout": "generic", "root": str(tmp_path / "synth"), "valid_fraction": 0.0,
+                  "human": {"root": str(tmp_path / "human"), "ratio": 0.5, "erase": {"pan_prob": 0.5}}}}
+    ds = build_pairs(c, "train", render_target=False)
+    assert isinstance(ds, hp.MixedPairs) and len(ds.base.songs) == 2
+    for i in range(6):  # both sources give items of the same shape (padded to max_tracks)
+        item = ds[(0, i)]
+        assert item["stem_mels"].shape[0] == 16 and int(item["mask"].sum()) == 3
+    assert {ds.source(0, i) for i in range(6)} == {"human", "synthetic"}
+    c["data"]["human"]["ratio"] = 0.0
+    assert not isinstance(build_pairs(c, "train", render_target=False), hp.MixedPairs)
+
+
+def test_benchmark_split_is_by_producer():
+    from benchmarks import human
+    from training import lmms
+
+    songs = {lmms.song_id(p) for p in lmms.PROJECTS}
+    assert set(human.HELD_OUT) | set(human.TRAIN) == songs
+    assert not set(human.HELD_OUT) & set(human.TRAIN)
+    held = {p for ps in human.HELD_OUT.values() for p in ps}
+    trained = {p for ps in human.TRAIN.values() for p in ps}
+    assert len(human.HELD_OUT) >= 4 and not held & trained
+
+
+def test_config_excludes_the_benchmark_songs():
+    import yaml
+    from pathlib import Path
+
+    from benchmarks import human
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / "data" / "generic.yaml").read_text())
+    assert set(cfg["human"]["exclude_songs"]) == set(human.HELD_OUT)
+    hp.EraseConfig.of(cfg["human"]["erase"])  # every key known

@@ -275,6 +275,14 @@ class MixedPairs(Dataset):
     def __len__(self) -> int:
         return len(self.synthetic) if self.synthetic is not None else len(self.human)
 
+    @property
+    def base(self):
+        """What the trainer reports: the songs of both sources."""
+        from types import SimpleNamespace
+
+        songs = list(self.human.base.songs) + (list(self.synthetic.base.songs) if self.synthetic is not None else [])
+        return SimpleNamespace(songs=songs, sample_rate=self.sample_rate)
+
     def source(self, epoch: int, index: int) -> str:
         u = np.random.default_rng(np.random.SeedSequence([self.seed, 32452843, int(epoch), int(index)])).uniform()
         return "human" if u < self.ratio else "synthetic"
@@ -305,6 +313,6 @@ def build_human(c: Mapping[str, Any], split: str, render_target: bool, keep_audi
                              max_tracks=int(data.get("max_tracks", 16)), seed=int(data.get("seed", 0)) + 1,
                              samples_per_epoch=h.get("samples_per_epoch"),
                              silence_db=float(data.get("silence_db", -60.0)),
-                             min_active=int(data.get("min_active", 2)), pad_to_max_tracks=bool(data.get("pad_to_max_tracks", False)))
+                             min_active=int(data.get("min_active", 2)), pad_to_max_tracks=bool(data.get("pad_to_max_tracks", True)))
     return HumanPairDataset(base, h.get("erase"), seed=int(c.get("seed", 0)), render_target=render_target,
                             keep_audio=keep_audio, reference=str(h.get("reference", "mixture")))

@@ -147,6 +147,15 @@ def build_pairs(c: Mapping, split: str, render_target: bool, keep_audio: bool = 
     if not data:
         raise AutomixError("no data config (data=generic|musdb|medleydb|synth data.root=...)")
     data["crop_seconds"] = section_crop_seconds(float(c.get("section_seconds", 4.0)))
+    # producers' multitracks (data.human, training/human_pairs.py) replace a share of the pairs
+    human = dict(data.get("human") or {})
+    ratio = float(human.get("ratio") or 0.0)
+    if ratio > 0 and (split == "train" or float(human.get("valid_fraction") or 0.0) > 0):
+        from .human_pairs import MixedPairs, build_human
+        h = build_human(c, split, render_target, keep_audio, data["crop_seconds"])
+        synthetic = None if ratio >= 1 else build_pairs(
+            {**c, "data": {**data, "human": {**human, "ratio": 0.0}}}, split, render_target, keep_audio)
+        return MixedPairs(synthetic, h, ratio, seed=int(c.get("seed", 0)))
     base = build_dataset(data, split)
     return PairDataset(base, data.get("priors"), seed=int(c.get("seed", 0)),
                        render_target=render_target, keep_audio=keep_audio)
