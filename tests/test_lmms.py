@@ -106,3 +106,21 @@ def test_render_retries_a_crash_after_a_complete_file(tmp_path, monkeypatch):
     monkeypatch.setattr(lmms.subprocess, "run", crashing)
     frames = lmms.render_project(_tiny(tmp_path), tmp_path / "x.wav")
     assert frames > 0 and len(calls) == 2
+
+
+@needs_lmms
+def test_master_dynamics_are_left_out_of_the_stems(tmp_path):
+    """A limiter on the master acts on the sum: the stems are rendered without it and add up to
+    premaster.wav; mixture.wav keeps it."""
+    path = tmp_path / "limited.mmp"
+    path.write_text(lmms.tiny_project_xml(master_limiter=True))
+    song = lmms.render_song(path, tmp_path / "data", progress=lambda s: None)
+    meta = json.loads((song / "lmms.json").read_text())
+    assert meta["master_nonlinear"] == ["hardLimiter"]
+    pre = sf.read(song / "premaster.wav", dtype="float64")[0]
+    mix = sf.read(song / "mixture.wav", dtype="float64")[0]
+    stems = [sf.read(song / s["file"], dtype="float64")[0]
+             for s in json.loads((song / "stems.json").read_text())["stems"]]
+    assert 10 * np.log10(np.sum((pre - sum(stems)) ** 2) / np.sum(pre ** 2)) < -120
+    assert 10 * np.log10(np.sum((mix - pre) ** 2) / np.sum(mix ** 2)) > -40   # the limiter did work
+    assert meta["solo_sum_residual_db"] < -120

@@ -624,10 +624,11 @@ def render_dataset(out_root: str | os.PathLike, projects: Sequence[str] = PROJEC
     return done
 
 
-def tiny_project_xml(bars: int = 2, bpm: int = 120) -> str:
+def tiny_project_xml(bars: int = 2, bpm: int = 120, master_limiter: bool = False) -> str:
     """A small self-contained project for tests and smoke checks: three sample tracks (kick on
     mixer channel 1; hat and clap on channel 2, which has a hard limiter at -18 dB -- a non-linear effect,
-    so they must come out as one stem), a hat panned left, and one muted track."""
+    so they must come out as one stem), a hat panned left, and one muted track. ``master_limiter``:
+    the same limiter on the master channel too."""
     def track(name, sample, fxch, pan, steps, muted=0):
         notes = "".join(f'<note pos="{s * 12}" len="-192" key="57" vol="100" pan="0"/>' for s in steps)
         patterns = "".join(f'<pattern pos="{b * TICKS_PER_BAR}" len="{TICKS_PER_BAR}" steps="16" muted="0" '
@@ -655,7 +656,7 @@ def tiny_project_xml(bars: int = 2, bpm: int = 120) -> str:
             + track("clap", "clap01.ogg", 2, 0, [4, 12])
             + track("unused", "crash01.ogg", 0, 0, [0], muted=1)
             + '</trackcontainer><fxmixer>'
-            f'<fxchannel num="0" name="Master" volume="1" muted="0">{plain}</fxchannel>'
+            f'<fxchannel num="0" name="Master" volume="1" muted="0">{limiter if master_limiter else plain}</fxchannel>'
             f'<fxchannel num="1" name="Kick" volume="1" muted="0">{plain}<send channel="0" amount="1"/></fxchannel>'
             f'<fxchannel num="2" name="Perc" volume="0.8" muted="0">{limiter}<send channel="0" amount="1"/></fxchannel>'
             '</fxmixer></song></lmms-project>\n')
