@@ -3,7 +3,7 @@
     automix --stems DIR --reference REF [-o OUT]      mix and master stems to a reference
     automix master --input MIX --reference REF        master a finished mix
     automix render --stems DIR --settings S.json      apply (possibly edited) settings
-    automix analyze FILE [--json]                     loudness, peaks, tone, width
+    automix analyze FILE [--json]                     loudness, peaks, tone, width, ambience
     automix check FILE [--json]                       delivery checks (docs/checks.md)
 
 Every user error is one line on stderr and exit code 2; nothing the user gave is overwritten.
@@ -284,9 +284,13 @@ def cmd_analyze(args) -> int:
 
     if sys.stdout is None:
         raise AutomixError("standard output is closed: nowhere to print the analysis")
+    from .ambience import ambience, format_ambience
+
     audio, sr = read_audio(args.file)
     result = analyze(audio, sr)
-    print(json.dumps(result, indent=2) if args.json else format_analysis(result))
+    result["ambience"] = ambience(audio, sr)  # reverberance and diffuseness (docs/metrics.md)
+    print(json.dumps(result, indent=2) if args.json
+          else "\n".join([format_analysis(result)] + format_ambience(result["ambience"])))
     return 0
 
 
@@ -340,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input", required=True, help="the mix to master")
     _add_matching_options(m)
     m.set_defaults(func=cmd_master)
-    a = sub.add_parser("analyze", help="loudness, true peak, tonal balance, width of a file")
+    a = sub.add_parser("analyze",
+                       help="loudness, true peak, tonal balance, width, ambience of a file")
     a.add_argument("file")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=cmd_analyze)
