@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from . import analysis
-from .console import layout_bands
+from .console import spectral
 from .dsp.eq import Band, frequency_response
-from .dsp.stereo import pan_gains
 from .params import MASTER_SPECS, TRACK_SPECS, spec_index
 
 FADER_RANGE_DB = 12.0
@@ -146,7 +145,9 @@ def _cell_matrix(edges: np.ndarray, sample_rate: int, nperseg: int) -> np.ndarra
 
 
 class _Model:
-    """Spectra summarised on 1/12-octave cells; the EQ's |H|^2 evaluated at cell centres."""
+    """Spectra summarised on 1/12-octave cells; the EQ's |H|^2 evaluated at cell centres.  The
+    console's processors act on the cell powers through the spectral executor
+    (:mod:`automix.console.spectral`), generated from the console's one declaration."""
 
     def __init__(self, sample_rate: int, nperseg: int):
         self.sr = sample_rate
@@ -167,8 +168,7 @@ class _Model:
         return _torch(power) @ self.cells.T
 
     def eq_power(self, params: dict) -> torch.Tensor:
-        bands = layout_bands(params, expand=lambda t: t)
-        power = frequency_response(bands, self.omega, self.sr).abs() ** 2
+        power = spectral.eq_power(params, self)
         if "graphic" in params:
             power = power * self.graphic_power(params["graphic"])
         return power
@@ -182,12 +182,10 @@ class _Model:
         """Cell powers of the master's mid and side under master ``params`` (EQ -> stereo
         stage: side plus the widener's delayed mid, side EQ, width), from the mix's cell powers
         ``mid``, ``side``.  The widener's delayed mid is taken as uncorrelated with the side."""
-        h = self.eq_power(params)
-        if "widener" in params:
-            side = side + params["widener"] * mid
-        if "side_graphic" in params:
-            side = side * self.graphic_power(params["side_graphic"])
-        return h * mid, h * side * params["width"] ** 2
+        x = spectral.Powers(mid, side, torch.zeros_like(mid))
+        for name in ("eq", "stereo"):  # the compressor and limiter: set from measurements
+            x = spectral.PROCESSORS[name](x, params, self)
+        return x.mid, x.side
 
     def features(self, p_mid, p_side):
         """Normalised band curves (dB) and width (dB) from cell powers."""
@@ -356,17 +354,15 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, refe
         return p
 
     def closure():
-        p = physical()
-        gl, gr = pan_gains(p["pan"], stereo)
-        a, b = (gl + gr) / 2, (gl - gr) / 2
-        w = p["width"]
-        h = model.eq_power(p) * (10 ** (p["gain_db"] / 10)).unsqueeze(-1)  # (N, F)
-        a, b, w = a.unsqueeze(-1), b.unsqueeze(-1), w.unsqueeze(-1)
-        p_mid = (h * (a * a * mid + b * b * w * w * side + 2 * a * b * w * cross)).sum(0)
-        p_side = (h * (b * b * mid + a * a * w * w * side + 2 * a * b * w * cross)).sum(0)
+        p = dict(physical(), is_stereo=stereo)
+        # the track strips' linear stages (the compressors are applied to the spectra already)
+        x = spectral.Powers(mid, side, cross)
+        for name in ("eq", "fader", "pan_width"):
+            x = spectral.PROCESSORS[name](x, p, model)
+        p_mid, p_side = x.mid.sum(0), x.side.sum(0)
         loss = model.loss(p_mid, p_side, target)
         if balance is not None:  # Re(mid_out side_out*) of each panned, widened source
-            p_cross = (h * (a * b * (mid + w * w * side) + w * (a * a + b * b) * cross)).sum(0)
+            p_cross = x.cross.sum(0)
             miss = (model.balance(p_mid, p_side, p_cross) - balance) / BALANCE_SCALE
             loss = loss + BALANCE_WEIGHT * (_huber(miss) * model.usable).sum() / model.usable.sum()
         reg = 0.5 * ((p["gain_db"] - start["gain_db"]) / 6).pow(2).mean()
