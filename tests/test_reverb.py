@@ -167,6 +167,13 @@ def test_power_response_matches_the_ir():
             want = float(model[part][0, band].mean())
             diff = 10 * np.log10(got[band].mean() / want)
             assert abs(diff) < 1.5, (fc, part, diff)
+    # the comb-averaged early part (the console's spectral executor) over the same octaves
+    averaged = R.reverb_power_response(p, torch.tensor(f), sr, average_early=True)
+    for fc in (250.0, 1000.0, 4000.0):
+        band = (f > fc / math.sqrt(2)) & (f < fc * math.sqrt(2))
+        for part, got in (("mid", np.abs(m) ** 2), ("side", np.abs(s) ** 2)):
+            diff = 10 * np.log10(got[band].mean() / float(averaged[part][0, band].mean()))
+            assert abs(diff) < 1.5, (fc, part, diff)
     t = torch.tensor([0.03, 1.03])
     decay = R.expected_decay_db(p, t)
     np.testing.assert_allclose(decay[0, :, 1].numpy(), [-30.0, -60.0, -100.0])

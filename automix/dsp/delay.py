@@ -57,7 +57,7 @@ SPECS = (
     ParamSpec("feedback", "", 0.0, 0.8, 0.35),
     ParamSpec("damping_hz", "Hz", 500.0, 20000.0, 5000.0, "log"),
 )
-LIMITS = {"time_ms": (1.0, 4000.0), "feedback": (0.0, 0.99), "damping_hz": (20.0, 1e9)}
+LIMITS = {"time_ms": (1.0, 5000.0), "feedback": (0.0, 0.99), "damping_hz": (10.0, 1e9)}
 
 
 def check_params(p: dict, sample_rate: float | None = None, where: str = "delay") -> None:
@@ -220,18 +220,33 @@ class DelayState:
 # Spectral model
 # ---------------------------------------------------------------------------------------------
 
-def delay_power_response(p: dict, freqs_hz, sample_rate: float, mode: str = "stereo") -> dict:
+def delay_power_response(p: dict, freqs_hz, sample_rate: float, mode: str = "stereo",
+                         average: bool = False) -> dict:
     """Exact power response at ``freqs_hz`` (rows, F).  ``"stereo"``: ``{"gain"}`` =
     ``|G / (1 - fb G)|^2``, which multiplies the input's mid, side and cross spectra alike.
     ``"pingpong"``: ``{"mid", "side", "cross"}`` relative to the input's mid power:
-    ``|H_L + H_R|^2 / 4``, ``|H_L - H_R|^2 / 4``, ``Re((H_L+H_R)(H_L-H_R)*) / 4``."""
+    ``|H_L + H_R|^2 / 4``, ``|H_L - H_R|^2 / 4``, ``Re((H_L+H_R)(H_L-H_R)*) / 4``.
+
+    ``average``: the comb averaged over frequency (what a long-term spectrum on cells wider
+    than ``fs / D`` sees): the echoes' powers add, ``sum_k fb^(2(k-1)) |L|^(2k)``, so stereo
+    ``|L|^2 / (1 - fb^2 |L|^2)``; ping-pong left (odd echoes) ``P_L = |L|^2 / (1 - fb^4 |L|^4)``,
+    right ``P_R = fb^2 |L|^2 P_L``, uncorrelated (different delays): mid = side =
+    ``(P_L + P_R) / 4``, cross ``(P_L - P_R) / 4``."""
     _check_mode(mode)
     ref = torch.as_tensor(p["time_ms"])
     dtype = ref.dtype if ref.is_floating_point() else torch.float64
     p = _rows(p, dtype, ref.device)
     omega = 2 * math.pi * torch.as_tensor(freqs_hz, dtype=dtype) / sample_rate
-    g = loop_response(p, omega, sample_rate)
     fb = p["feedback"][:, None]
+    if average:
+        a = damping_coefficient(p["damping_hz"], sample_rate)[:, None]
+        lp2 = (1 - a) ** 2 / (1 - a * torch.exp(-1j * omega)).abs() ** 2
+        if mode == "stereo":
+            return {"gain": lp2 / (1 - fb ** 2 * lp2)}
+        pl = lp2 / (1 - fb ** 4 * lp2 ** 2)
+        pr = fb ** 2 * lp2 * pl
+        return {"mid": (pl + pr) / 4, "side": (pl + pr) / 4, "cross": (pl - pr) / 4}
+    g = loop_response(p, omega, sample_rate)
     if mode == "stereo":
         return {"gain": (g / (1 - fb * g)).abs() ** 2}
     hl = g / (1 - (fb * g) ** 2)

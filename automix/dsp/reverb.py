@@ -299,12 +299,19 @@ class PartitionedConvolution:
     overlap-add): the IR is cut into partitions of ``block`` samples, each block's spectrum
     (FFT of 2 x block) is kept in a frequency-domain delay line, and output block ``k`` is
     ``irfft(sum_p X[k-p] H[p])``'s first half plus the previous block's second half.  Exact linear
-    convolution up to float rounding; deterministic.  Blocks must be ``block`` samples long,
-    except the last, which may be shorter."""
+    convolution up to float rounding; deterministic.  ``block`` None: the first call's length.
+    Blocks must be ``block`` samples long (a longer one is split), except the last, which may be
+    shorter."""
 
-    def __init__(self, ir: np.ndarray, block: int):
-        ir = np.asarray(ir, dtype=np.float64)
-        self.block = int(block)
+    def __init__(self, ir: np.ndarray, block: int | None):
+        self.ir = np.asarray(ir, dtype=np.float64)
+        self.block = None
+        if block is not None:
+            self._start(int(block))
+
+    def _start(self, block: int) -> None:
+        ir = self.ir
+        self.block = block
         parts = max(1, -(-ir.shape[-1] // self.block))
         padded = np.zeros((ir.shape[0], parts * self.block))
         padded[:, :ir.shape[-1]] = ir
@@ -317,6 +324,8 @@ class PartitionedConvolution:
     def process(self, u: np.ndarray) -> np.ndarray:
         """``u`` (n,) float64 -> ``(channels, n)``."""
         n = u.shape[-1]
+        if self.block is None:
+            self._start(max(n, 256))
         if n > self.block:
             return np.concatenate([self.process(u[i:i + self.block])
                                    for i in range(0, n, self.block)], axis=-1)
@@ -337,9 +346,10 @@ class PartitionedConvolution:
 class ReverbState:
     """Render executor: the reverb of one send bus, float64, block by block.  ``params``: numbers
     (settings.json's values); the IR is built once with :func:`reverb_ir` in float64 (the same
-    function as the training executor), then convolved by :class:`PartitionedConvolution`."""
+    function as the training executor), then convolved by :class:`PartitionedConvolution`
+    (``block`` None: partitions of the first block's length)."""
 
-    def __init__(self, params: dict, sample_rate: int, block: int = 1 << 16):
+    def __init__(self, params: dict, sample_rate: int, block: int | None = None):
         check_params(params)
         p = {k: torch.tensor([float(params[k])], dtype=torch.float64) for k in PARAMS}
         with torch.no_grad():
@@ -365,14 +375,18 @@ def _late_band_products(p: dict, sample_rate: float, n_env: int) -> torch.Tensor
     return gram / gram[:, 1:2, 1:2]
 
 
-def reverb_power_response(p: dict, freqs_hz, sample_rate: float) -> dict:
+def reverb_power_response(p: dict, freqs_hz, sample_rate: float,
+                          average_early: bool = False) -> dict:
     """Expected power response of the return relative to its input ``u = (L+R)/2``, at
     ``freqs_hz`` (F,), over the seeded noise's ensemble (the early reflections exactly):
     ``{"mid", "side", "cross"}``, each (rows, F): ``E|M|^2``, ``E|S|^2``, ``Re E[M S*]`` with
     ``M = (H_L'+H_R')/2``, ``S = (H_L'-H_R')/2``.  Per channel,
     ``E|H_c|^2 = |HP LP|^2 (g_e^2 |early_c|^2 + g_l^2 sum_bb' C_b C_b' <e_b, e_b'> / E_mid)``;
     the two late tails are independent of each other and of the early part, so
-    ``E[H_L H_R*] = |HP LP|^2 g_e^2 early_L early_R*``."""
+    ``E[H_L H_R*] = |HP LP|^2 g_e^2 early_L early_R*``.  ``average_early``: the early part's
+    comb averaged over frequency instead (``|early_c|^2 -> sum_k a_ck^2 = 1``, the L/R cross
+    term -> 0: the reflection times differ), what a long-term spectrum on cells wider than the
+    comb's teeth sees (the console's spectral executor)."""
     p = _rows(p)
     dtype = p["rt60_mid_s"].dtype
     f = torch.as_tensor(freqs_hz, dtype=dtype, device=p["rt60_mid_s"].device)
@@ -388,9 +402,13 @@ def reverb_power_response(p: dict, freqs_hz, sample_rate: float) -> dict:
     im = -(a.unsqueeze(-1) * torch.sin(ph)).sum(1)
     g_e, g_l = (g[:, None] ** 2 for g in _balance(p))
     filt = frequency_response(_filters(p, sample_rate), omega, sample_rate).abs() ** 2
+    if average_early:
+        re, im = torch.ones_like(re), torch.zeros_like(im)
     pl = g_e * (re[0] ** 2 + im[0] ** 2) + g_l * late
     pr = g_e * (re[1] ** 2 + im[1] ** 2) + g_l * late
     lr = g_e * (re[0] * re[1] + im[0] * im[1])                                 # Re E[H_L H_R*]
+    if average_early:
+        lr = torch.zeros_like(lr)
     w = p["width"][:, None]
     return {"mid": filt * (pl + pr + 2 * lr) / 4,
             "side": filt * w ** 2 * (pl + pr - 2 * lr) / 4,
