@@ -146,6 +146,12 @@ def name_score(name: str) -> float:
     return score
 
 
+def is_vocal_name(name: str) -> bool:
+    """A name that says voice (lead or backing): the de-esser's candidates."""
+    low = name.lower()
+    return any(p.search(low) for p, _ in _NAME_CUES[:2])
+
+
 def audio_cues(audio: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
     """(pitch salience, spectral centroid Hz, activity) of a stem (module doc)."""
     x = np.asarray(audio)

@@ -27,3 +27,13 @@ def check_refine_steps(value) -> int:
     if isinstance(value, bool) or int(value) != value or not 0 <= value <= MAX_REFINE_STEPS:
         raise AutomixError(f"--refine-steps {value}: a whole number from 0 to {MAX_REFINE_STEPS}")
     return int(value)
+
+
+LEAD_MARGIN_RANGE_DB = (-12.0, 12.0)   # lead minus the rest of the mix, short-term loudness
+
+
+def check_lead_margin(value) -> float:
+    lo, hi = LEAD_MARGIN_RANGE_DB
+    if isinstance(value, bool) or not lo <= float(value) <= hi:
+        raise AutomixError(f"--lead-margin {value}: the lead's margin goes from {lo:g} to {hi:g} dB")
+    return float(value)

@@ -1,0 +1,144 @@
+"""Settings that move with the song: sections, the lead rider, section contrast, de-esser rule.
+
+:func:`plan` takes the stems (as arrays at the project rate) and a validated settings dict (the
+static mix) and returns the settings with gain automation lanes added (version 2), the
+sections, and notes.  It is the one call the mix stage makes between the fit and the render.
+
+How the stems are taken "as they sit in the mix": each stem times its static fader gain (a mono
+stem at the centre's -3 dB pan law; mute: left out).  EQ and compression are not applied here
+(rendering every strip would cost a full render): they shift a stem's loudness by about the same
+amount in every section, so the rider's section-to-section moves are right, and its absolute
+margin is off by what the strip's EQ and compressor change the lead's loudness relative to the
+rest (typically a dB or two).
+
+Lanes: the rider's lane on the lead's fader (:func:`automix.lead.rider_lane`, within +-6 dB) and
+the contrast lane (:func:`automix.lead.contrast_lane`, within +-3 dB) on every track's fader
+(the same gain on each: the mix bus moves, and the lead's margin stays).  Both hold one gain
+per section, so on the lead they add section by section into one lane.  ``static=True`` (the
+``--static`` option) adds no lane: today's static mix.
+
+The de-esser rule (:func:`automix.dsp.deesser.deesser_for`) is evaluated on the lead when it is
+vocal-like, against the reference's sibilance; its settings are returned in
+``TimePlan.deesser`` for the console to place (the processor is not yet a node of the console
+graph).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import lead as lead_mod
+from . import sections as sections_mod
+from .dsp import deesser
+from .errors import AutomixError
+from .options import check_lead_margin
+
+
+@dataclass
+class TimePlan:
+    settings: dict
+    sections: list                       # automix.sections.Section
+    lead: lead_mod.LeadChoice | None = None
+    ride: lead_mod.Ride | None = None
+    contrast: lead_mod.Contrast | None = None
+    deesser: dict = field(default_factory=dict)      # track name -> de-esser settings
+    notes: list = field(default_factory=list)
+
+
+def _as_sitting(audio: np.ndarray, track: dict) -> np.ndarray:
+    if track.get("mute"):
+        return np.zeros((2, audio.shape[-1]), dtype=np.float32)
+    g = 10.0 ** (float(track.get("gain_db", 0.0)) / 20.0)
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 1 or a.shape[0] == 1:
+        return np.repeat(a.reshape(1, -1) * np.float32(g / math.sqrt(2.0)), 2, axis=0)
+    return a * np.float32(g)
+
+
+def plan(stems: dict, settings: dict, *, lead: str | None = None,
+         lead_margin_db: float | None = None, static: bool = False,
+         reference: np.ndarray | None = None, dynamics_amount: float = 1.0,
+         groups: dict | None = None) -> TimePlan:
+    """Sections, lanes and the de-esser rule for the static mix ``settings`` (module doc).
+
+    ``stems``: ``{track name: (channels, samples)}`` for the tracks of ``settings``;
+    ``lead``: a track name, ``"none"``, or None (found automatically); ``lead_margin_db``: the
+    target margin (None: :data:`automix.lead.DEFAULT_MARGIN_DB`); ``reference``: the reference
+    audio at the project rate (for the contrast and sibilance targets)."""
+    sr = int(settings["sample_rate"])
+    margin = (lead_mod.DEFAULT_MARGIN_DB if lead_margin_db is None
+              else check_lead_margin(lead_margin_db))
+    tracks = {t["name"]: t for t in settings["tracks"]}
+    missing = [name for name in tracks if name not in stems]
+    if missing:
+        raise AutomixError(f"no audio for track {missing[0]!r}")
+    sitting = {name: _as_sitting(stems[name], tracks[name]) for name in tracks}
+    found = sections_mod.find_sections(sitting, sr, groups=groups)
+    out = TimePlan(settings, found.sections)
+    edges = [0.0] + [float(b) for b in found.boundaries_s] + [
+        max(a.shape[-1] for a in sitting.values()) / sr]
+    out.notes.append(f"{len(found.sections)} sections: "
+                     + ", ".join(s.label for s in found.sections))
+    if static:
+        out.notes.append("--static: no automation")
+        return out
+    choice = lead_mod.find_lead({k: v for k, v in stems.items() if k in tracks
+                                 and not tracks[k].get("mute")}, sr, lead)
+    out.lead = choice
+    n = max(a.shape[-1] for a in sitting.values())
+    gains = {name: np.zeros(len(edges) - 1) for name in tracks}
+    if choice.name is not None:
+        rest = np.zeros((2, n), dtype=np.float32)
+        for name, a in sitting.items():
+            if name != choice.name:
+                rest[:, :a.shape[-1]] += a
+        out.ride = lead_mod.rider_lane(sitting[choice.name], rest, sr, edges, margin)
+        gains[choice.name] += np.asarray(out.ride.gains_db)
+        lo, hi = min(out.ride.gains_db), max(out.ride.gains_db)
+        out.notes.append(f"lead: {choice.name} ({choice.reason}); rider {lo:+.1f}..{hi:+.1f} dB "
+                         f"for a {margin:+.1f} dB margin" + (" (held at +-6 dB)"
+                                                             if out.ride.clipped else ""))
+        if reference is not None and lead_mod.is_vocal_name(choice.name):
+            ref_sib = deesser.sibilance_db(reference, sr)
+            params = deesser.deesser_for(stems[choice.name], sr, ref_sib, vocal_like=True)
+            if params:
+                out.deesser[choice.name] = params
+                out.notes.append(f"de-esser on {choice.name}: threshold "
+                                 f"{params['threshold_db']:.1f} dB (sibilance above the "
+                                 f"reference's)")
+    else:
+        out.notes.append(f"no lead rider: {choice.reason}")
+    if reference is not None and dynamics_amount > 0:
+        ref = sections_mod.find_sections_in_mix(reference, sr)
+        ref_spread = lead_mod.contrast_spread([s.loudness_lufs for s in ref.sections],
+                                              [s.end_s - s.start_s for s in ref.sections])
+        mix_loud = _section_loudness_after(sitting, gains, edges, sr)
+        out.contrast = lead_mod.contrast_lane(mix_loud, edges, ref_spread, dynamics_amount)
+        if out.contrast.lane["points"]:
+            for name in tracks:
+                gains[name] += np.asarray(out.contrast.gains_db)
+            out.notes.append(f"section contrast: {out.contrast.spread_mix:.1f} LU -> "
+                             f"reference {ref_spread:.1f} LU")
+    new = dict(settings, version=2, tracks=[dict(t) for t in settings["tracks"]])
+    for t in new["tracks"]:
+        lane = lead_mod.section_lane(edges, gains[t["name"]])
+        if lane["points"]:
+            t["automation"] = dict(t.get("automation") or {}, gain_db=lane)
+    out.settings = new
+    return out
+
+
+def _section_loudness_after(sitting: dict, gains: dict, edges, sr: int) -> list:
+    """Section loudness of the sum with each track's section gains applied (block-exact per
+    section; the ramps are ignored)."""
+    from . import analysis
+    n = max(a.shape[-1] for a in sitting.values())
+    total = np.zeros((2, n))
+    bounds = [int(round(e * sr)) for e in edges]
+    for name, a in sitting.items():
+        for k, (i0, i1) in enumerate(zip(bounds[:-1], bounds[1:])):
+            total[:, i0:min(i1, a.shape[-1])] += a[:, i0:i1] * 10.0 ** (gains[name][k] / 20.0)
+    st = analysis.short_term_loudness(total, sr)
+    return [sections_mod.section_loudness(st, a, b) for a, b in zip(edges[:-1], edges[1:])]
