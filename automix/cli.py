@@ -5,6 +5,7 @@
     automix render --stems DIR --settings S.json      apply (possibly edited) settings
     automix analyze FILE [--json]                     loudness, peaks, tone, width, ambience
     automix check FILE [--json]                       delivery checks (docs/checks.md)
+    automix album SONG... [--reference REF]           master songs to one consistent album
 
 Every user error is one line on stderr and exit code 2; nothing the user gave is overwritten.
 The output folder is replaced as a whole (:mod:`automix.outdir`): a run that fails, is
@@ -318,11 +319,56 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_album(args) -> int:
+    """Issue 20: several songs mastered to one consistent sound (automix/album.py)."""
+    from .album import run
+    return run(args, progress=Progress("automix album").note)
+
+
+def _add_album_parser(sub) -> None:
+    a = sub.add_parser("album", help="master several songs to one consistent album",
+                       description="Master several songs to one consistent sound. Exit code 3: "
+                                   "some songs failed (named on stderr), the rest mastered.")
+    a.add_argument("songs", nargs="+",
+                   help="mix files, folders of mixes (sorted by name), or a .txt/.m3u list "
+                        "in album order")
+    a.add_argument("--stem-folders", action="store_true",
+                   help="each SONG is a folder of stems, mixed first (needs --reference)")
+    a.add_argument("--reference", default=None,
+                   help="reference track: the album's tone, width, dynamics (default: the "
+                        "album's own mean)")
+    a.add_argument("-o", "--output", default="automix-album", help="output folder")
+    a.add_argument("--force", action="store_true", help="replace automix's files in the folder")
+    a.add_argument("--target-lufs", type=_target, default=None,
+                   help="loudness of the loudest song (default: the platform's, the "
+                        "reference's, or -14)")
+    a.add_argument("--ceiling", type=_ceiling, default=None, help="true-peak ceiling, dBTP")
+    a.add_argument("--same-loudness", action="store_true", help="every song at the target")
+    a.add_argument("--window", type=_number, default=3.0,
+                   help="quieter songs stay at most this many LU under the loudest (default 3)")
+    for aspect in ("tone", "width", "dynamics", "loudness"):
+        a.add_argument(f"--{aspect}", type=_amount, default=1.0,
+                       help=f"how far each song moves toward the album's {aspect}, 0..1")
+    a.add_argument("--bit-depth", type=_bit_depth, default=None, help="16, 24 (default) or float")
+    _add_delivery_options(a)
+    a.add_argument("--sequence", action="store_true",
+                   help="also write the album as one file (album.wav) with a CUE sheet")
+    a.add_argument("--gap", type=_number, default=2.0, help="seconds between songs (default 2)")
+    a.add_argument("--crossfade", type=_number, default=0.0,
+                   help="seconds the songs overlap instead (with --gap 0)")
+    a.add_argument("--jobs", type=int, default=None, help="processes (default: every core)")
+    a.add_argument("--shard", default=None, metavar="I/N",
+                   help="master only the songs k with k %% N == I-1 (plan from all songs)")
+    a.add_argument("--model", default="default", help=argparse.SUPPRESS)
+    a.set_defaults(func=cmd_album)
+
+
 def build_mix_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="automix", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Mix and master a folder of stems to a reference track.",
-        epilog="other commands: automix master | render | analyze  (automix COMMAND --help)")
+        epilog="other commands: automix master | album | render | analyze | check  "
+               "(automix COMMAND --help)")
     p.add_argument("--stems", required=True, help="folder of stems (every audio file is a stem)")
     _add_matching_options(p)
     p.add_argument("--refine-steps", type=_steps, default=300,
@@ -349,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file")
     a.add_argument("--json", action="store_true", help="print JSON")
     a.set_defaults(func=cmd_analyze)
+    _add_album_parser(sub)
     c = sub.add_parser("check", help="delivery checks of a file (loudness, peaks, codecs, phase)")
     c.add_argument("file")
     c.add_argument("--json", action="store_true", help="print JSON")
@@ -368,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("master", "render", "analyze", "check")
+SUBCOMMANDS = ("master", "render", "analyze", "check", "album")
 
 
 class Terminated(KeyboardInterrupt):
