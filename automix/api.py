@@ -29,7 +29,8 @@ from .options import check_ceiling, check_refine_steps, check_target_lufs
 from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_tone, fit_mix,
                     graphic_eq_settings, predict_master)
 from .params import MASTER_SPECS, TRACK_SPECS, defaults
-from .render import BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources, render_mix
+from .render import (BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources,
+                     render_graph)
 from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
                        master_from_params, rounded, tidy_master, tidy_track, track_from_params,
                        validate)
@@ -80,23 +81,33 @@ def check_options(target_lufs=None, ceiling=-1.0, refine_steps=0, device="cpu") 
 
 @dataclass
 class Result:
-    """What a run produced: audio (float64, (2, samples)), settings in physical units, notes."""
+    """What a run produced: audio (float64, (2, samples)), settings in physical units, notes;
+    ``stems``: the printed stems (``export_stems``): each top-level node's own contribution to
+    the mix bus (tracks outside groups, groups, bus returns), name -> (2, samples); their sum
+    is ``mix``."""
     settings: dict
     master: np.ndarray
     mix: np.ndarray | None
     sample_rate: int
     notes: list[str] = field(default_factory=list)
+    stems: dict | None = None
 
 
 # --- inputs ------------------------------------------------------------------------------------
 
 def find_stems(folder) -> tuple[list[Path], list[str]]:
+    """The audio files in ``folder`` and in its subfolders one level down (a user's groups:
+    ``stems/drums/kick.wav``), sorted; notes for files that are not audio."""
     folder = Path(folder)
     if not folder.is_dir():
         raise AutomixError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    visible = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    files = sorted([p for p in visible if p.is_file()]
+                   + [q for d in sorted(p for p in visible if p.is_dir()) for q in d.iterdir()
+                      if q.is_file() and not q.name.startswith(".")])
     stems = [p for p in files if is_audio_file(p)]
-    notes = [f"ignored {p.name} (not an audio file)" for p in files if not is_audio_file(p)]
+    notes = [f"ignored {p.relative_to(folder).as_posix()} (not an audio file)" for p in files
+             if not is_audio_file(p)]
     if not files:
         raise AutomixError(f"{folder}: the stems folder is empty")
     if not stems:
@@ -436,6 +447,7 @@ class _Stems:
     silent: list[Path]
     mels: list | None  # the network's input, when a model is used
     audio: dict = field(default_factory=dict)  # path -> float32 (channels, samples) at sr
+    root: Path | None = None  # the stems folder (track names and files are relative to it)
 
     def keep(self, path: Path, audio: np.ndarray) -> None:
         if sum(a.nbytes for a in self.audio.values()) + audio.nbytes <= STEM_MEMORY_BYTES:
@@ -447,8 +459,9 @@ class _Stems:
     def sources(self, settings: dict, folder) -> list[BlockReader]:
         """Block readers for the settings' tracks: kept stems from memory (the same float32
         samples a reader of the file gives), the others from disk."""
-        return open_sources(settings, folder, {p.name: self._reader(p, settings["sample_rate"])
-                                               for p in self.audio})
+        return open_sources(settings, folder, {
+            _stem_file(p, Path(folder)): self._reader(p, settings["sample_rate"])
+            for p in self.audio})
 
     def _reader(self, path: Path, sr: int) -> BlockReader:
         # a file at the project rate streams as many frames as its header says (the decoded
@@ -456,6 +469,16 @@ class _Stems:
         info = audio_info(path)
         frames = info.frames if info.sample_rate == sr else None
         return BlockReader.of_array(self.audio[path], frames)
+
+
+def _stem_file(path: Path, root: Path) -> str:
+    """A stem's ``file`` in settings.json: its path relative to the stems folder."""
+    return path.relative_to(root).as_posix()
+
+
+def _stem_name(path: Path, root: Path) -> str:
+    """A stem's track name: its file name without extension, with its subfolder if any."""
+    return path.relative_to(root).with_suffix("").as_posix()
 
 
 def _read_stem(path: Path, sr: int) -> np.ndarray:
@@ -467,7 +490,7 @@ SURVEY_AHEAD = 3  # stems read and measured at once (two cores; bounded memory)
 
 
 def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool,
-                  keep_audio: bool = True) -> _Stems:
+                  keep_audio: bool = True, root: Path | None = None) -> _Stems:
     # the stems are read and measured on the background pool: the reads, the K-weighting and
     # the FFTs release the GIL, so two stems are measured at once on two cores.  A few jobs run
     # ahead of the one being collected, so only those stems are in memory besides the kept ones.
@@ -477,7 +500,7 @@ def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool,
         if i < len(stem_paths):
             jobs[i] = background.submit(_survey_stem, stem_paths[i], sr, length, with_mels)
 
-    st = _Stems([], [], [], [], [], [], [], [] if with_mels else None)
+    st = _Stems([], [], [], [], [], [], [], [] if with_mels else None, root=root)
     try:
         for i in range(SURVEY_AHEAD):
             submit(i)
@@ -489,8 +512,8 @@ def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool,
                 continue
             audio, loudness, peak_db, mel = found
             st.paths.append(path)
-            st.names.append(path.stem)
-            st.files.append(path.name)
+            st.names.append(_stem_name(path, root) if root else path.stem)
+            st.files.append(_stem_file(path, root) if root else path.name)
             st.stereo.append(audio.shape[0] == 2)
             st.loudness.append(loudness)
             st.peaks_db.append(peak_db)
@@ -556,9 +579,11 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audi
 
         ref_mel = song_mels(to_stereo(ref_audio)[None], sr)[0]
     del ref_audio
-    st = _survey_stems(stem_paths, sr, length, with_mels=model is not None, keep_audio=keep_audio)
+    st = _survey_stems(stem_paths, sr, length, with_mels=model is not None, keep_audio=keep_audio,
+                       root=Path(stems))
     ref_features = ref_job.result()
-    notes += [f"{p.name} is silent: left out of matching (kept, muted, in the settings)"
+    notes += [f"{_stem_file(p, Path(stems))} is silent: left out of matching (kept, muted, in "
+              "the settings)"
               for p in st.silent]
     if not st.names:
         raise AutomixError(f"{stems}: every stem is silent")
@@ -569,7 +594,10 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audi
 def _settings_for(st: _Stems, track_params: dict, sr: int) -> dict:
     tracks = [track_from_params(n, f, {k: v[i] for k, v in track_params.items()})
               for i, (n, f) in enumerate(zip(st.names, st.files))]
-    tracks += [{"name": p.stem, "file": p.name, "eq": [], "compressor": {}, "gain_db": 0.0,
+    root = st.root
+    tracks += [{"name": _stem_name(p, root) if root else p.stem,
+                "file": _stem_file(p, root) if root else p.name, "eq": [], "compressor": {},
+                "gain_db": 0.0,
                 "pan": 0.0, "width": 1.0, "mute": True} for p in st.silent]
     return {"format": FORMAT, "version": VERSION, "sample_rate": sr, "tracks": tracks,
             "master": copy.deepcopy(MASTER_DEFAULTS)}
@@ -592,7 +620,8 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
 
 def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
-        model="default", progress=None, on_audio=None) -> Result:
+        model="default", progress=None, on_audio=None, groups: str = "auto",
+        export_stems: bool = False) -> Result:
     """Mix and master a folder of stems to a reference track.
 
     ``stems``: a folder (every audio file in it is a stem); ``reference``: an audio file;
@@ -600,8 +629,15 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     refinement from the heuristic start; ``refine_steps``: gradient steps of each fit (0: the
     network's settings as they are); ``on_audio(name, audio, sample_rate)``: called with
     ``"mix"`` and ``"master"`` as soon as each is final (e.g. to start writing it while the
-    rest runs; the arrays are not modified afterwards).
+    rest runs; the arrays are not modified afterwards); ``groups``: ``"auto"`` (group buses
+    from the stems' subfolders, else from their names and content: :mod:`automix.grouping`)
+    or ``"none"`` (a flat console); ``export_stems``: also return the printed stems
+    (:attr:`Result.stems`).
     """
+    from .grouping import GROUP_MODES, form_groups
+
+    if groups not in GROUP_MODES:
+        raise AutomixError(f"--groups {groups}: choose {' or '.join(GROUP_MODES)}")
     on_audio = on_audio or (lambda name, audio, sr: None)
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
@@ -617,14 +653,19 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     start, master_start = _start(st, net, ref_mel)
     comps = [compressor_from_params({k: v[i] for k, v in start.items()})
              for i in range(len(st.names))]
-    fitted = start
+    fitted, spectra = start, None
     if refine_steps > 0:
         spectra = _stem_spectra(st, sr, comps)
         say("refining the mix")
         # the mix always follows the reference; the amounts act on the master stage
         fitted, _ = fit_mix(spectra, st.stereo, Target.of(ref_features), start, sr,
                             steps=refine_steps, device=device, reference=ref_spectra)
-    settings = validate(_settings_for(st, fitted, sr), "automix", tidy=True)
+    settings = _settings_for(st, fitted, sr)
+    grouped = form_groups([t["name"] for t in settings["tracks"]], groups,
+                          dict(zip(st.names, spectra)) if spectra else None, sr)
+    if grouped:
+        settings["groups"] = grouped
+    settings = validate(settings, "automix", tidy=True)
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
     # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
@@ -633,11 +674,13 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                                  zip(st.loudness, fitted["gain_db"])))
     _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
     say("rendering the mix")
-    mix_audio = _render_mix(settings, st.sources(settings, stems))
+    printed = {} if export_stems else None
+    mix_audio = _render_mix(settings, st.sources(settings, stems), printed)
     peak_db = 20 * np.log10(peak(mix_audio) + 1e-12)
     if peak_db > -1.0:
         _shift_faders(settings, -1.0 - peak_db)
-        mix_audio = _render_mix(settings, st.sources(settings, stems))
+        printed = {} if export_stems else None
+        mix_audio = _render_mix(settings, st.sources(settings, stems), printed)
     st.audio.clear()  # the stems are not needed any more: free their memory for the master
     on_audio("mix", mix_audio, sr)
 
@@ -651,7 +694,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
-    return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings))
+    return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings),
+                  stems=printed)
 
 
 def _shift_faders(settings: dict, offset_db: float) -> None:
@@ -659,10 +703,12 @@ def _shift_faders(settings: dict, offset_db: float) -> None:
         t["gain_db"] = rounded(float(np.clip(t["gain_db"] + offset_db, -120, 48)), "track_gain_db")
 
 
-def _render_mix(settings: dict, sources: list[BlockReader]) -> np.ndarray:
+def _render_mix(settings: dict, sources: list[BlockReader], printed: dict | None = None
+                ) -> np.ndarray:
+    """The mix bus of the whole console graph (``printed``: filled with the printed stems)."""
     try:
         length = max(s.frames for s in sources)
-        return render_mix(sources, settings["tracks"], settings["sample_rate"], length)
+        return render_graph(settings, sources, length, stems_out=printed)
     finally:
         for s in sources:
             s.close()

@@ -1,0 +1,82 @@
+"""Groups in the main job (automix.grouping, automix.mix(groups=..., export_stems=...)): groups
+from subfolders or from names and content, --groups none flat, printed stems that sum to the
+mix, and `automix render` of the written v2 settings reproducing the run bit for bit."""
+import shutil
+
+import numpy as np
+import pytest
+
+import automix
+from automix.grouping import form_groups, low_share
+from automix.match import Spectra
+from automix.render import render_settings
+from v1_session import SR, write_session
+
+
+def test_groups_from_names_and_content():
+    g = form_groups(["Kick", "snare_top", "Bass DI", "lead vox", "keys", "pad", "thing"])
+    assert {x["name"]: x["members"] for x in g} == {
+        "drums": ["Kick", "snare_top"], "bass": ["Bass DI"], "vocals": ["lead vox"],
+        "music": ["keys", "pad", "thing"]}
+    rng = np.random.default_rng(0)
+    t = np.arange(SR * 2) / SR
+    low = np.sin(2 * np.pi * 60 * t)[None]
+    bright = rng.standard_normal((1, SR * 2))
+    spectra = {"thing": Spectra.of(low, SR), "other": Spectra.of(bright, SR)}
+    assert low_share(spectra["thing"], SR) > 0.99 and low_share(spectra["other"], SR) < 0.05
+    g = form_groups(["thing", "other"], spectra=spectra, sample_rate=SR)
+    assert {x["name"]: x["members"] for x in g} == {"bass": ["thing"], "music": ["other"]}
+    assert form_groups(["keys", "pad"]) == []          # one group of everything: none
+    assert form_groups(["kick", "keys"], "none") == []
+    # a group never takes a track's name
+    assert [x["name"] for x in form_groups(["bass", "drums"])] == ["bass group", "drums group"]
+
+
+def test_groups_from_subfolders():
+    g = form_groups(["drums/kick", "drums/snare", "keys/rhodes", "vocal"])
+    assert g == [{"name": "drums", "members": ["drums/kick", "drums/snare"]},
+                 {"name": "keys", "members": ["keys/rhodes"]}]
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    root = tmp_path_factory.mktemp("groups")
+    stems, reference = write_session(root)
+    return root, stems, reference
+
+
+def test_main_job_with_groups_and_printed_stems(session):
+    root, stems, reference = session
+    r = automix.mix(stems, reference, model=None, refine_steps=20, export_stems=True)
+    groups = {g["name"]: g["members"] for g in r.settings["groups"]}
+    assert groups == {"drums": ["hats", "kick"], "bass group": ["bass"], "music": ["keys"],
+                      "vocals": ["vox"]}
+    assert r.settings["version"] == 2
+    mix, master = render_settings(r.settings, stems)
+    assert np.array_equal(mix, r.mix) and np.array_equal(master, r.master)
+    assert set(r.stems) == set(groups)
+    err = np.abs(sum(r.stems.values()) - r.mix).max() / np.abs(r.mix).max()
+    assert 20 * np.log10(err + 1e-300) < -90
+    flat = automix.mix(stems, reference, model=None, refine_steps=20, groups="none")
+    assert "groups" not in flat.settings
+    # neutral group strips: the same mix but for the stereo pan law's float32 sqrt(2)
+    np.testing.assert_allclose(flat.mix, r.mix, atol=1e-6)
+
+
+def test_main_job_with_subfolder_groups(session, tmp_path):
+    root, stems, reference = session
+    nested = tmp_path / "stems"
+    (nested / "drums").mkdir(parents=True)
+    for name in ("kick", "hats"):
+        shutil.copy(stems / f"{name}.wav", nested / "drums" / f"{name}.wav")
+    for name in ("bass", "keys"):
+        shutil.copy(stems / f"{name}.wav", nested / f"{name}.wav")
+    r = automix.mix(nested, reference, model=None, refine_steps=10)
+    assert r.settings["groups"] == [{**r.settings["groups"][0], "name": "drums",
+                                     "members": ["drums/hats", "drums/kick"]}]
+    files = {t["name"]: t["file"] for t in r.settings["tracks"]}
+    assert files["drums/kick"] == "drums/kick.wav" and files["bass"] == "bass.wav"
+    mix, _ = render_settings(r.settings, nested)
+    assert np.array_equal(mix, r.mix)
+    with pytest.raises(automix.AutomixError, match="--groups"):
+        automix.mix(nested, reference, model=None, groups="flat")
