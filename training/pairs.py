@@ -28,6 +28,7 @@ from automix.render import TrackStrip, render_master
 from automix.settings import validate
 from automix.errors import AutomixError
 from automix.model import log_mel
+from automix.console.graph import eq_key  # the console's one key builder
 from automix.params import MASTER_SPECS, TRACK_EQ_LAYOUT, TRACK_SPECS, spec_index, to_normalized
 
 from .priors import prior_config, sample_settings
@@ -49,12 +50,11 @@ def _eq_slots(bands: Sequence[Mapping[str, Any]], layout=TRACK_EQ_LAYOUT, where:
         for i, slot in enumerate(layout):
             if slot == kind and not used[i]:
                 used[i] = True
-                key = f"eq{i}_{slot}"
-                out[f"{key}.freq_hz"] = float(band["freq_hz"])
+                out[eq_key(i, slot, "freq_hz")] = float(band["freq_hz"])
                 if "gain_db" in band and slot not in ("highpass", "lowpass"):
-                    out[f"{key}.gain_db"] = float(band["gain_db"])
+                    out[eq_key(i, slot, "gain_db")] = float(band["gain_db"])
                 if "q" in band:
-                    out[f"{key}.q"] = float(band["q"])
+                    out[eq_key(i, slot, "q")] = float(band["q"])
                 break
         else:
             raise AutomixError(f"{where}: a {kind} band does not fit the console's fixed EQ "
