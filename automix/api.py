@@ -92,6 +92,12 @@ class Result:
     notes: list[str] = field(default_factory=list)
     stems: dict | None = None
 
+    @property
+    def analysis(self) -> dict:
+        """The measurements (reference, mix, master: :func:`automix.analysis.analyze`) beside
+        the recipe; settings.json carries a copy as its informational ``analysis``."""
+        return self.settings.get("analysis", {})
+
 
 # --- inputs ------------------------------------------------------------------------------------
 
@@ -621,8 +627,14 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
 def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
         model="default", progress=None, on_audio=None, groups: str = "auto",
-        export_stems: bool = False) -> Result:
+        export_stems: bool = False, sample_rate: int | None = None) -> Result:
     """Mix and master a folder of stems to a reference track.
+
+    Arrays instead of files: ``stems={name: array}`` and ``reference=array`` (each
+    ``(samples,)`` or ``(channels, samples)``, 1 or 2 channels) with ``sample_rate`` (a
+    reference given as a file keeps its own rate).  They run the file pipeline on float32 WAV
+    copies in a temporary folder (the precision files are read at); the settings name each
+    track's file ``NAME.wav``.
 
     ``stems``: a folder (every audio file in it is a stem); ``reference``: an audio file;
     ``model``: ``"default"`` (the shipped network, when present), a checkpoint path, or None for
@@ -636,6 +648,11 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     """
     from .grouping import GROUP_MODES, form_groups
 
+    if isinstance(stems, dict):
+        return _mix_arrays(stems, reference, sample_rate, target_lufs=target_lufs,
+                           ceiling=ceiling, amounts=amounts, refine_steps=refine_steps,
+                           device=device, model=model, progress=progress, on_audio=on_audio,
+                           groups=groups, export_stems=export_stems)
     if groups not in GROUP_MODES:
         raise AutomixError(f"--groups {groups}: choose {' or '.join(GROUP_MODES)}")
     on_audio = on_audio or (lambda name, audio, sr: None)
@@ -696,6 +713,48 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     settings["analysis"]["mix"] = mix_features
     return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings),
                   stems=printed)
+
+
+def _as_audio(value, what: str) -> np.ndarray:
+    """An array argument as float32 (channels, samples), checked (one-line errors)."""
+    try:
+        a = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise AutomixError(f"{what}: expected an array of samples") from None
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[0] not in (1, 2) or a.shape[1] == 0:
+        raise AutomixError(f"{what}: expected (samples,) or (channels, samples) with 1 or 2 "
+                           f"channels, got shape {tuple(np.shape(value))}")
+    check_finite(a, what)
+    return a
+
+
+def _mix_arrays(stems: dict, reference, sample_rate, **kwargs) -> Result:
+    """:func:`mix` on arrays: float32 WAV copies in a temporary folder, the file pipeline."""
+    import tempfile
+
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
+            or not 8000 <= sample_rate <= 384000:
+        raise AutomixError(f"sample_rate={sample_rate!r}: arrays need their rate, an integer "
+                           "8000..384000 Hz")
+    if not stems:
+        raise AutomixError("stems: no stems given")
+    with tempfile.TemporaryDirectory(prefix="automix-arrays-") as tmp:
+        folder = Path(tmp) / "stems"
+        folder.mkdir()
+        for name, audio in stems.items():
+            if not isinstance(name, str) or not name or name.startswith(".") or "/" in name \
+                    or "\\" in name:
+                raise AutomixError(f"stems: {name!r} is not a usable stem name (a non-empty "
+                                   "string, no '/' or leading '.')")
+            sf.write(folder / f"{name}.wav", _as_audio(audio, f"stems[{name!r}]").T,
+                     sample_rate, subtype="FLOAT")
+        if not isinstance(reference, (str, Path)):
+            path = Path(tmp) / "reference.wav"
+            sf.write(path, _as_audio(reference, "reference").T, sample_rate, subtype="FLOAT")
+            reference = path
+        return mix(folder, reference, **kwargs)
 
 
 def _shift_faders(settings: dict, offset_db: float) -> None:

@@ -80,3 +80,23 @@ def test_main_job_with_subfolder_groups(session, tmp_path):
     assert np.array_equal(mix, r.mix)
     with pytest.raises(automix.AutomixError, match="--groups"):
         automix.mix(nested, reference, model=None, groups="flat")
+
+
+def test_array_level_api_is_the_file_pipeline(session):
+    import soundfile as sf
+
+    root, stems, reference = session
+    arrays = {p.stem: sf.read(p, dtype="float32", always_2d=True)[0].T
+              for p in sorted(stems.iterdir())}
+    ref, sr = sf.read(reference, dtype="float32", always_2d=True)
+    by_files = automix.mix(stems, reference, model=None, refine_steps=10)
+    by_arrays = automix.mix(arrays, ref.T, sample_rate=sr, model=None, refine_steps=10)
+    assert np.array_equal(by_files.master, by_arrays.master)
+    assert by_arrays.analysis["master"]["integrated_lufs"] == \
+        by_files.settings["analysis"]["master"]["integrated_lufs"]
+    assert [t["file"] for t in by_arrays.settings["tracks"]] == \
+        [t["file"] for t in by_files.settings["tracks"]]
+    with pytest.raises(automix.AutomixError, match="sample_rate"):
+        automix.mix(arrays, ref.T, model=None)
+    with pytest.raises(automix.AutomixError, match="channels"):
+        automix.mix({"a": np.zeros((3, 100))}, ref.T, sample_rate=sr, model=None)
