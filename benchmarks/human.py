@@ -278,6 +278,8 @@ def diagnose(case: dict, result, sr: int, steps: int) -> dict:
     excess = max(0.0, ref_features["true_peak_dbtp"] - CEILING_DBTP)
     lowered = ref_features["integrated_lufs"] - excess
     variants["goal lowered by the reference's excess peak"] = lambda: stage(target_lufs=lowered)
+    variants["lowered goal + one tone pass"] = lambda: _with(patched(Target, "shifted", lambda self, p, m: self),
+                                                             lambda: stage(target_lufs=lowered))
     goal = None
     for name, run in variants.items():
         final, g, info = run()
