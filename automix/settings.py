@@ -43,6 +43,8 @@ LIMITS = {
     "widener_gain_db": (-120.0, 0.0), "delay_ms": (1.0, 50.0),
     "time_s": (0.0, 86400.0), "lane_gain_db": (-120.0, 24.0), "ramp_ms": (0.0, 10000.0),
     "level_db": (-120.0, 24.0), "time_ms": (1.0, 5000.0),
+    "predelay_ms": (0.0, 500.0), "rt60_s": (0.05, 30.0), "early_late_db": (-60.0, 30.0),
+    "reverb_width": (0.0, 1.0), "feedback": (0.0, 0.99),
 }
 COMPRESSOR_DEFAULTS = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 10.0, "release_ms": 150.0,
                        "knee_db": 6.0, "makeup_db": 0.0}
@@ -55,6 +57,18 @@ BUS_DEFAULTS = {"processor": {}, "eq": [], "gain_db": 0.0, "mute": False, "autom
 SEND_DEFAULTS = {"level_db": 0.0, "pre_fader": False}
 LANE_DEFAULTS = {"ramp_ms": 10.0, "points": []}
 DELAY_DEFAULTS = {"type": "delay", "time_ms": 250.0}
+REVERB_DEFAULTS = {"type": "reverb", "predelay_ms": 20.0, "rt60_low_s": 1.8, "rt60_mid_s": 1.5,
+                   "rt60_high_s": 0.8, "early_late_db": -6.0, "width": 1.0, "hp_hz": 150.0,
+                   "lp_hz": 9000.0}
+ECHO_DEFAULTS = {"type": "echo", "time_ms": 375.0, "feedback": 0.35, "damping_hz": 5000.0,
+                 "mode": "stereo"}
+BUS_PROCESSOR_DEFAULTS = {"delay": DELAY_DEFAULTS, "reverb": REVERB_DEFAULTS, "echo": ECHO_DEFAULTS}
+ECHO_MODES = ("stereo", "pingpong")
+# the limit (a LIMITS key) of each numeric field of a bus processor
+PROCESSOR_LIMITS = {"time_ms": "time_ms", "predelay_ms": "predelay_ms", "rt60_low_s": "rt60_s",
+                    "rt60_mid_s": "rt60_s", "rt60_high_s": "rt60_s",
+                    "early_late_db": "early_late_db", "width": "reverb_width", "hp_hz": "freq_hz",
+                    "lp_hz": "freq_hz", "feedback": "feedback", "damping_hz": "freq_hz"}
 WIDENER_DEFAULTS = {"gain_db": -60.0, "delay_ms": 15.0}
 MASTER_DEFAULTS = {"eq": [], "compressor": {}, "side_eq": [], "widener": {}, "width": 1.0,
                    "gain_db": 0.0, "limiter": {}}
@@ -68,6 +82,8 @@ RESOLUTION = {
     "track_gain_db": 0.01, "master_gain_db": 0.01, "pan": 0.001, "width": 0.001,
     "ceiling_dbtp": 0.01, "lookahead_ms": 0.1, "widener_gain_db": 0.01, "delay_ms": 0.1,
     "time_s": 0.001, "lane_gain_db": 0.01, "ramp_ms": 0.1, "level_db": 0.01, "time_ms": 0.1,
+    "predelay_ms": 0.1, "rt60_s": 0.01, "early_late_db": 0.01, "reverb_width": 0.001,
+    "feedback": 0.001,
 }
 TIDY_TOP_HZ = 0.45  # x sample rate: where tidy() moves EQ bands placed at or above Nyquist
 
@@ -285,20 +301,41 @@ def _group(c: _Checker, g, where):
 
 def _bus(c: _Checker, b, where):
     c.obj(b, where, {"name", *BUS_DEFAULTS}, ("name", "processor"))
-    proc = c.obj(b["processor"], f"{where}.processor", set(DELAY_DEFAULTS), ("type",))
-    if proc["type"] not in BUS_PROCESSORS:
-        c.fail(f"{where}.processor.type", f"{proc['type']!r} is not one of "
-               f"{', '.join(BUS_PROCESSORS)}")
     out = {"name": _name(c, b["name"], f"{where}.name"),
-           "processor": {"type": proc["type"],
-                         "time_ms": c.number(proc.get("time_ms", DELAY_DEFAULTS["time_ms"]),
-                                             f"{where}.processor.time_ms", "time_ms")},
+           "processor": _bus_processor(c, b["processor"], f"{where}.processor"),
            "eq": _eq(c, b.get("eq", []), f"{where}.eq"),
            "gain_db": c.number(b.get("gain_db", 0.0), f"{where}.gain_db", "track_gain_db"),
            "mute": _bool(c, b.get("mute", False), f"{where}.mute"),
            "output": _name(c, b.get("output", MASTER_NAME), f"{where}.output")}
     if "automation" in b:
         out["automation"] = _automation(c, b["automation"], f"{where}.automation")
+    return out
+
+
+def _bus_processor(c: _Checker, proc, where):
+    """A bus's processor: ``type`` (a key of BUS_PROCESSORS) and that type's fields."""
+    allowed = {k for d in BUS_PROCESSOR_DEFAULTS.values() for k in d}
+    c.obj(proc, where, allowed, ("type",))
+    kind = proc["type"]
+    if not isinstance(kind, str) or kind not in BUS_PROCESSORS:
+        c.fail(f"{where}.type", f"{kind!r} is not one of {', '.join(BUS_PROCESSORS)}")
+    defaults = BUS_PROCESSOR_DEFAULTS[kind]
+    for key in proc:
+        if key not in defaults:
+            c.fail(where, f"{key!r} is not a field of a {kind} processor "
+                   f"(its fields: {', '.join(defaults)})")
+    out = {"type": kind}
+    for key, default in defaults.items():
+        if key == "mode":
+            out[key] = proc.get(key, default)
+            if out[key] not in ECHO_MODES:
+                c.fail(f"{where}.mode", f"{out[key]!r} is not one of {', '.join(ECHO_MODES)}")
+        elif key != "type":
+            out[key] = c.number(proc.get(key, default), f"{where}.{key}", PROCESSOR_LIMITS[key])
+    if kind == "reverb" and not out["hp_hz"] < out["lp_hz"]:
+        c.fail(f"{where}.hp_hz", f"{out['hp_hz']:g} Hz must be below lp_hz ({out['lp_hz']:g} Hz)")
+    if kind == "echo" and out["time_ms"] * c.nyquist * 2 / 1000 < 1.5:
+        c.fail(f"{where}.time_ms", "is shorter than 1.5 samples")
     return out
 
 

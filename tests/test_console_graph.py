@@ -326,7 +326,7 @@ def test_v2_file_rerenders_bit_exactly(tmp_path):
         {"time_s": 2.0, "gain_db": 0.0}, {"time_s": 1.0, "gain_db": 0.0}]}}),
      "tracks[0].automation.gain_db.points[1].time_s: 1 s comes before points[0]"),
     (lambda s: s.update(version=1), "groups: needs \"version\": 2"),
-    (lambda s: s["buses"][0]["processor"].update(type="reverb"), "buses[0].processor.type"),
+    (lambda s: s["buses"][0]["processor"].update(type="chorus"), "buses[0].processor.type"),
     (lambda s: s["groups"][0].update(name="a"), "'a' is used twice"),
 ])
 def test_routing_errors_are_one_line_naming_the_field(edit, message):

@@ -160,11 +160,11 @@ def test_power_response_matches_the_ir():
     spec = np.fft.rfft(ir, axis=1)
     f = np.fft.rfftfreq(n, 1 / sr)
     m, s = (spec[0] + spec[1]) / 2, (spec[0] - spec[1]) / 2
-    model = R.reverb_power_response(p, torch.tensor(f), sr)
+    model = R.reverb_power_response(p, torch.tensor(f[::8]), sr)   # every 8th bin is plenty
     for fc in (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0):
         band = (f > fc / math.sqrt(2)) & (f < fc * math.sqrt(2))
         for part, got in (("mid", np.abs(m) ** 2), ("side", np.abs(s) ** 2)):
-            want = float(model[part][0, band].mean())
+            want = float(model[part][0, band[::8]].mean())
             diff = 10 * np.log10(got[band].mean() / want)
             assert abs(diff) < 1.5, (fc, part, diff)
     # the comb-averaged early part (the console's spectral executor) over the same octaves

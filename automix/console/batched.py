@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..dsp import delay as _delay
+from ..dsp import reverb as _reverb
 from ..dsp.dynamics import compressor, db_to_amp, limiter, lookahead_samples
 from ..dsp.eq import Band, eq_fsm
 from ..dsp.stereo import apply_width, pan_and_width
@@ -105,9 +107,22 @@ def delay(x, p, sample_rate):
                         for r in range(x.shape[0])])
 
 
+def reverb(x, p, sample_rate):
+    """Send-bus reverb (:func:`automix.dsp.reverb.reverb`): the mid of ``x`` convolved with the
+    impulse response built from the ``reverb.*`` parameters (rows,); differentiable in all."""
+    return _reverb.reverb(x, {k: p[f"reverb.{k}"] for k in _reverb.PARAMS}, sample_rate)
+
+
+def echo(x, p, sample_rate):
+    """Send-bus feedback delay (:func:`automix.dsp.delay.delay`); ``p["mode"]``: ``"stereo"``
+    (default) or ``"pingpong"``."""
+    return _delay.delay(x, {k: p[f"echo.{k}"] for k in _delay.PARAMS}, sample_rate,
+                        p.get("mode", "stereo"))
+
+
 # processor name (graph.py) -> batched implementation
 PROCESSORS = {"eq": eq, "compressor": compress, "fader": fader, "pan_width": pan_width,
-              "stereo": stereo, "limiter": limit, "delay": delay}
+              "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
 
 
 # --- nodes ------------------------------------------------------------------------------------
@@ -159,7 +174,10 @@ def console(stems, mask, is_stereo, track_params, master_params, sample_rate):
 
 
 def _column(params: dict, j: int) -> dict:
-    return {k: (v[:, j] if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+    """Column ``j`` of (B, K) tensors; a list or tuple holds one value per column (a bus's
+    processor ``type`` and ``mode``); anything else is shared."""
+    return {k: (v[:, j] if isinstance(v, torch.Tensor) else v[j] if isinstance(v, (list, tuple))
+                else v) for k, v in params.items()}
 
 
 def console_graph(stems, mask, is_stereo, routing, track_params, master_params, sample_rate,

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..dsp import delay as _delay
+from ..dsp import reverb as _reverb
 from ..dsp.dynamics import CompressorParams, compressor_kernel, limit_in_place, lookahead_samples
 from ..dsp.eq import Band, EqState
 from ..dsp.stereo import pan_gains, pan_width_accumulate
@@ -175,9 +177,36 @@ class Delay:
         return x
 
 
+class Reverb:
+    """Send-bus reverb: :class:`automix.dsp.reverb.ReverbState` (the impulse response built once
+    in float64, partitioned convolution of the bus's mid with the tail carried; partitions of
+    the first block's length).  Returns a new (2, n) block."""
+
+    def __init__(self, entry, sample_rate, channels):
+        proc = entry["processor"]
+        self.state = _reverb.ReverbState({k: proc[k] for k in _reverb.PARAMS}, sample_rate)
+
+    def process(self, x, start):
+        return self.state.process(x)
+
+
+class Echo:
+    """Send-bus feedback delay: :class:`automix.dsp.delay.DelayState` (numba recursion, state
+    carried).  Returns a new (2, n) block."""
+
+    def __init__(self, entry, sample_rate, channels):
+        proc = entry["processor"]
+        self.state = _delay.DelayState({k: proc[k] for k in _delay.PARAMS}, sample_rate,
+                                       proc.get("mode", "stereo"))
+
+    def process(self, x, start):
+        return self.state.process(x)
+
+
 # processor name (graph.py) -> block implementation
 PROCESSORS = {"eq": Eq.of, "compressor": Compressor, "fader": Fader, "pan_width": PanWidth,
-              "stereo": Stereo, "limiter": Limiter, "delay": Delay}
+              "stereo": Stereo, "limiter": Limiter, "delay": Delay, "reverb": Reverb,
+              "echo": Echo}
 
 
 # --- nodes -------------------------------------------------------------------------------------

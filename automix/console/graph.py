@@ -20,7 +20,7 @@ The graph (docs/console.md)::
 
 * a **strip** (tracks and groups): ``eq -> compressor -> fader -> pan_width``; the fader takes
   the gain automation lane (``automation.gain_db``).
-* a **bus** (send/return): ``processor (delay for now) -> eq (return EQ) -> fader``.
+* a **bus** (send/return): ``processor (delay, reverb or echo) -> eq (return EQ) -> fader``.
 * the **master**: ``eq -> compressor -> stereo (widener, side EQ, width) -> fader -> limiter``.
 
 Adding a processor: declare a :class:`Processor` here (its parameters with their settings
@@ -172,8 +172,34 @@ DELAY = Processor("delay", ("processor",),
                   (_p("delay.time_ms", "ms", 1.0, 2000.0, 250.0, "log", ("processor", "time_ms")),),
                   doc="a plain delay (the test processor of send buses)")
 
+
+def _space(name: str, specs, doc: str) -> Processor:
+    """A space processor of send buses (automix.dsp.reverb / delay): its specs (the network's
+    ranges) keyed ``name.field``, each living at ``processor.field``."""
+    return Processor(name, ("processor",), tuple(
+        _p(f"{name}.{key}", unit, lo, hi, default, scale, ("processor", key))
+        for key, unit, lo, hi, default, scale in specs), doc=doc)
+
+
+def _reverb_specs():
+    from ..dsp.reverb import SPECS
+    return SPECS
+
+
+def _echo_specs():
+    from ..dsp.delay import SPECS
+    return SPECS
+
+
+REVERB = _space("reverb", _reverb_specs(),
+                "stereo reverb: a finite impulse response built from pre-delay, RT60 per band "
+                "(low/mid/high), early/late balance, width, return HP/LP (automix.dsp.reverb)")
+ECHO = _space("echo", _echo_specs(),
+              "feedback delay, stereo or ping-pong (processor.mode), damping low-pass in the "
+              "loop (automix.dsp.delay)")
+
 # Processors a bus may run, by the ``processor.type`` its settings entry names.
-BUS_PROCESSORS = {"delay": DELAY}
+BUS_PROCESSORS = {"delay": DELAY, "reverb": REVERB, "echo": ECHO}
 
 
 # --- nodes -----------------------------------------------------------------------------------

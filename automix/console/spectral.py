@@ -9,6 +9,9 @@ A signal is summarised by its mid and side power spectra and their real cross sp
   pan/width mix mid and side through the console's pan law;
 * a delay changes no long-term spectrum (its output is taken as uncorrelated with the dry
   signal: true of sources whose correlation time is shorter than the delay);
+* the space processors act by their expected power responses: the reverb's (its noise tail in
+  expectation, the early reflections' comb averaged over each cell) and the echo's (the echoes'
+  powers summed), the wet return uncorrelated with the dry;
 * nonlinear stages are estimates: the compressor applies its static curve at the signal's RMS
   level (plus makeup), the limiter nothing (the fits set both from measurements of the
   rendered audio); a gain lane its mean power gain;
@@ -22,6 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
+import math
+
+from ..dsp import delay as _delay
+from ..dsp import reverb as _reverb
 from ..dsp.dynamics import gain_computer
 from ..dsp.eq import Band, frequency_response
 from ..dsp.stereo import pan_gains
@@ -127,9 +134,44 @@ def delay(x: Powers, p, model) -> Powers:
     return x
 
 
+def _space_params(p: dict, prefix: str, names) -> tuple[dict, bool]:
+    """The ``prefix.*`` parameters as tensors, and whether they were scalars (one row)."""
+    q = {k: torch.as_tensor(p[f"{prefix}.{k}"], dtype=torch.float64) for k in names}
+    return q, all(v.dim() == 0 for v in q.values())
+
+
+def _rows_like(r: torch.Tensor, scalar: bool) -> torch.Tensor:
+    return r[0] if scalar else r
+
+
+CELL_OCTAVES = 1 / 12  # the width of the model's cells (automix.match._Model)
+
+
+def reverb(x: Powers, p, model) -> Powers:
+    """The reverb's expected power response (:func:`automix.dsp.reverb.reverb_power_response`,
+    the early reflections' comb averaged over each cell) on the input's mid (it takes
+    ``(L+R)/2``); the wet return is uncorrelated with everything else on the bus."""
+    q, scalar = _space_params(p, "reverb", _reverb.PARAMS)
+    freqs = model.omega * (model.sr / (2 * math.pi))
+    r = _reverb.reverb_power_response(q, freqs, model.sr, cell_octaves=CELL_OCTAVES)
+    return Powers(*(_rows_like(r[k], scalar) * x.mid for k in ("mid", "side", "cross")))
+
+
+def echo(x: Powers, p, model) -> Powers:
+    """The echoes' comb-averaged power (:func:`automix.dsp.delay.delay_power_response`): stereo
+    scales mid, side and cross alike; ping-pong works on the input's mid."""
+    q, scalar = _space_params(p, "echo", _delay.PARAMS)
+    mode = p.get("mode", "stereo")
+    freqs = model.omega * (model.sr / (2 * math.pi))
+    r = _delay.delay_power_response(q, freqs, model.sr, mode, average=True)
+    if mode == "stereo":
+        return x.scaled(_rows_like(r["gain"], scalar))
+    return Powers(*(_rows_like(r[k], scalar) * x.mid for k in ("mid", "side", "cross")))
+
+
 # processor name (graph.py) -> spectral implementation
 PROCESSORS = {"eq": eq, "compressor": compress, "fader": fader, "pan_width": pan_width,
-              "stereo": stereo, "limiter": limit, "delay": delay}
+              "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
 
 
 def strip(x: Powers, p: dict, model) -> Powers:

@@ -48,14 +48,15 @@ import scipy.fft
 import torch
 
 from ..errors import AutomixError
-from ..params import ParamSpec
 
 PARAMS = ("time_ms", "feedback", "damping_hz")
 MODES = ("stereo", "pingpong")
+# the network's ranges: (name, unit, min, max, default, scale); automix.console.graph declares
+# them as ParamSpecs
 SPECS = (
-    ParamSpec("time_ms", "ms", 40.0, 1500.0, 375.0, "log"),
-    ParamSpec("feedback", "", 0.0, 0.8, 0.35),
-    ParamSpec("damping_hz", "Hz", 500.0, 20000.0, 5000.0, "log"),
+    ("time_ms", "ms", 40.0, 1500.0, 375.0, "log"),
+    ("feedback", "", 0.0, 0.8, 0.35, "linear"),
+    ("damping_hz", "Hz", 500.0, 20000.0, 5000.0, "log"),
 )
 LIMITS = {"time_ms": (1.0, 5000.0), "feedback": (0.0, 0.99), "damping_hz": (10.0, 1e9)}
 

@@ -59,22 +59,22 @@ import scipy.fft
 import torch
 
 from ..errors import AutomixError
-from ..params import ParamSpec
 from .eq import Band, decay_length, frequency_response
 
 PARAMS = ("predelay_ms", "rt60_low_s", "rt60_mid_s", "rt60_high_s", "early_late_db", "width",
           "hp_hz", "lp_hz")
 
-# the network's ranges (what a fit or prediction may choose)
+# the network's ranges (what a fit or prediction may choose): (name, unit, min, max, default,
+# scale); automix.console.graph declares them as ParamSpecs
 SPECS = (
-    ParamSpec("predelay_ms", "ms", 0.0, 150.0, 20.0),
-    ParamSpec("rt60_low_s", "s", 0.2, 8.0, 1.8, "log"),
-    ParamSpec("rt60_mid_s", "s", 0.2, 8.0, 1.5, "log"),
-    ParamSpec("rt60_high_s", "s", 0.1, 6.0, 0.8, "log"),
-    ParamSpec("early_late_db", "dB", -24.0, 12.0, -6.0),
-    ParamSpec("width", "", 0.0, 1.0, 1.0),
-    ParamSpec("hp_hz", "Hz", 20.0, 1000.0, 150.0, "log"),
-    ParamSpec("lp_hz", "Hz", 1000.0, 20000.0, 9000.0, "log"),
+    ("predelay_ms", "ms", 0.0, 150.0, 20.0, "linear"),
+    ("rt60_low_s", "s", 0.2, 8.0, 1.8, "log"),
+    ("rt60_mid_s", "s", 0.2, 8.0, 1.5, "log"),
+    ("rt60_high_s", "s", 0.1, 6.0, 0.8, "log"),
+    ("early_late_db", "dB", -24.0, 12.0, -6.0, "linear"),
+    ("width", "", 0.0, 1.0, 1.0, "linear"),
+    ("hp_hz", "Hz", 20.0, 1000.0, 150.0, "log"),
+    ("lp_hz", "Hz", 1000.0, 20000.0, 9000.0, "log"),
 )
 # what a hand-edited settings file may hold (checked by :func:`check_params`)
 LIMITS = {"predelay_ms": (0.0, 500.0), "rt60_low_s": (0.05, 30.0), "rt60_mid_s": (0.05, 30.0),
@@ -375,8 +375,33 @@ def _late_band_products(p: dict, sample_rate: float, n_env: int) -> torch.Tensor
     return gram / gram[:, 1:2, 1:2]
 
 
+def _early_terms(f: torch.Tensor, width_octaves: float | None):
+    """``|early_L|^2``, ``|early_R|^2`` and ``Re(early_L early_R*)`` at ``f`` (F,): exact, or
+    averaged over ``[f 2^(-w/2), f 2^(w/2)]`` in closed form: each is a sum over reflection pairs
+    ``a_k a_l cos(2 pi f (tau_k - tau_l))``, whose mean over ``[f1, f2]`` is
+    ``(sin(2 pi f2 D) - sin(2 pi f1 D)) / (2 pi D (f2 - f1))`` (1 where ``D = 0``)."""
+    times, gains = early_pattern()
+
+    def pairs(c1, c2):
+        d = torch.as_tensor((times[c1][:, None] - times[c2][None, :]).reshape(-1), dtype=f.dtype)
+        w = torch.as_tensor((gains[c1][:, None] * gains[c2][None, :]).reshape(-1), dtype=f.dtype)
+        if width_octaves is None:
+            mean_cos = torch.cos(2 * math.pi * f[None, :] * d[:, None])
+        else:
+            f1, f2 = f * 2 ** (-width_octaves / 2), f * 2 ** (width_octaves / 2)
+            dd = d[:, None]
+            safe = torch.where(dd == 0, torch.ones_like(dd), dd)
+            mean_cos = torch.where(
+                dd == 0, torch.ones_like(dd * f1),
+                (torch.sin(2 * math.pi * f2 * safe) - torch.sin(2 * math.pi * f1 * safe))
+                / (2 * math.pi * safe * (f2 - f1)))
+        return (w[:, None] * mean_cos).sum(0)
+
+    return pairs(0, 0), pairs(1, 1), pairs(0, 1)
+
+
 def reverb_power_response(p: dict, freqs_hz, sample_rate: float,
-                          average_early: bool = False) -> dict:
+                          average_early: bool = False, cell_octaves: float | None = None) -> dict:
     """Expected power response of the return relative to its input ``u = (L+R)/2``, at
     ``freqs_hz`` (F,), over the seeded noise's ensemble (the early reflections exactly):
     ``{"mid", "side", "cross"}``, each (rows, F): ``E|M|^2``, ``E|S|^2``, ``Re E[M S*]`` with
@@ -386,7 +411,9 @@ def reverb_power_response(p: dict, freqs_hz, sample_rate: float,
     ``E[H_L H_R*] = |HP LP|^2 g_e^2 early_L early_R*``.  ``average_early``: the early part's
     comb averaged over frequency instead (``|early_c|^2 -> sum_k a_ck^2 = 1``, the L/R cross
     term -> 0: the reflection times differ), what a long-term spectrum on cells wider than the
-    comb's teeth sees (the console's spectral executor)."""
+    comb's teeth sees.  ``cell_octaves``: the early terms averaged exactly over cells of that
+    width in octaves centred on ``freqs_hz`` (what the console's spectral executor uses: right
+    also where the cells are narrower than the comb's teeth, at low frequencies)."""
     p = _rows(p)
     dtype = p["rt60_mid_s"].dtype
     f = torch.as_tensor(freqs_hz, dtype=dtype, device=p["rt60_mid_s"].device)
@@ -394,21 +421,15 @@ def reverb_power_response(p: dict, freqs_hz, sample_rate: float,
     n_env, _ = ir_length(p, sample_rate)
     xo = crossover(f)                                                          # (3, F)
     late = torch.einsum("bf,rbc,cf->rf", xo, _late_band_products(p, sample_rate, n_env), xo)
-    times, gains = early_pattern()
-    tau = torch.as_tensor(times, dtype=dtype) * 2 * math.pi
-    a = torch.as_tensor(gains, dtype=dtype)
-    ph = tau.unsqueeze(-1) * f                                                 # (2, K, F)
-    re = (a.unsqueeze(-1) * torch.cos(ph)).sum(1)
-    im = -(a.unsqueeze(-1) * torch.sin(ph)).sum(1)
+    if average_early:
+        el, er, elr = torch.ones_like(f), torch.ones_like(f), torch.zeros_like(f)
+    else:
+        el, er, elr = _early_terms(f, cell_octaves)
     g_e, g_l = (g[:, None] ** 2 for g in _balance(p))
     filt = frequency_response(_filters(p, sample_rate), omega, sample_rate).abs() ** 2
-    if average_early:
-        re, im = torch.ones_like(re), torch.zeros_like(im)
-    pl = g_e * (re[0] ** 2 + im[0] ** 2) + g_l * late
-    pr = g_e * (re[1] ** 2 + im[1] ** 2) + g_l * late
-    lr = g_e * (re[0] * re[1] + im[0] * im[1])                                 # Re E[H_L H_R*]
-    if average_early:
-        lr = torch.zeros_like(lr)
+    pl = g_e * el + g_l * late
+    pr = g_e * er + g_l * late
+    lr = g_e * elr                                                             # Re E[H_L H_R*]
     w = p["width"][:, None]
     return {"mid": filt * (pl + pr + 2 * lr) / 4,
             "side": filt * w ** 2 * (pl + pr - 2 * lr) / 4,
