@@ -194,9 +194,10 @@ class _Writer:
     folder's staging folder, and swaps the set in when it is complete (:mod:`automix.outdir`:
     a failed or interrupted run leaves the output folder as it was)."""
 
-    def __init__(self, folder, bit_depth, delivery=None, formats=(), reference=None):
+    def __init__(self, folder, bit_depth, delivery=None, formats=(), reference=None, stems=None):
         self.folder, self.bit_depth = folder, bit_depth
         self.delivery, self.formats, self.reference = delivery, formats, reference
+        self.stems = stems
 
     def on_audio(self, name: str, audio, sample_rate: int) -> None:
         from .audio import write_audio
@@ -222,7 +223,8 @@ class _Writer:
         save_settings(self.folder.path("settings.json"), result.settings)
         extra = []
         if self.delivery is not None:  # checks.json, report.html; codec and preset notes
-            extra = deliverables.write(self.folder, result, self.delivery, session, self.reference)
+            extra = deliverables.write(self.folder, result, self.delivery, session,
+                                       self.reference, self.stems)
         written = self.folder.commit()
         for note in result.notes + extra:
             print(f"note: {note}", file=sys.stderr)
@@ -250,7 +252,7 @@ def cmd_mix(args) -> int:
                       [stems, Path(args.reference)]) as folder:
         progress = Progress("automix")
         _import_report_in_background()
-        _Writer(folder, delivery.bit_depth, delivery, formats, args.reference).run(
+        _Writer(folder, delivery.bit_depth, delivery, formats, args.reference, stems).run(
             lambda on_audio: mix(
             stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), refine_steps=args.refine_steps, device=args.device,

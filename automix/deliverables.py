@@ -22,9 +22,10 @@ def submit_formats(folder, audio, sr, formats, bit_depth) -> None:
                       fmt, bit_depth)
 
 
-def write(folder, result, delivery, session, reference=None) -> list[str]:
+def write(folder, result, delivery, session, reference=None, stems=None) -> list[str]:
     """checks.json and report.html for ``result`` (an :class:`automix.api.Result`); returns the
-    notes to add (codec loop, preset against the reference)."""
+    notes to add (codec loop, preset against the reference, stem problems).  ``stems``: the
+    mix job's stems folder (its stems are checked too)."""
     from . import analysis, qc
 
     settings, sr = result.settings, result.sample_rate
@@ -36,6 +37,14 @@ def write(folder, result, delivery, session, reference=None) -> list[str]:
                             codecs=() if codec_report else delivery.codecs,
                             platforms=platforms, features=settings["analysis"].get("master"),
                             coded=codec_report["after"] if codec_report else None)
+    if stems is not None:  # the mix job: checks on the stems too (reported, not fixed)
+        from .api import find_stems
+        rows = [c.as_dict() for c in qc.stem_checks(find_stems(stems)[0], sr)]
+        checks["checks"] += rows
+        notes += [f"{c['name']}: {c['detail']}" for c in rows if c["status"] != "pass"]
+        checks["status"] = max([checks["status"]] + [c["status"] for c in rows
+                                                     if c["status"] != "info"],
+                               key=qc.STATUSES.index)
     doc = {"status": checks["status"], "checks": checks["checks"],
            "delivery": {"platform": delivery.platform.name if delivery.platform else None,
                         "target_lufs": delivery.target_lufs, "ceiling_dbtp": delivery.ceiling,

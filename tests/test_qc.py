@@ -184,3 +184,27 @@ def test_docs_state_every_check():
         generic = re.sub(r"^(correlation|mono loss) \S+$", r"\1 per band", generic)
         generic = re.sub(r"^\S+ normalisation$", "platform normalisation", generic)
         assert generic in text, generic
+
+
+def test_stem_checks(tmp_path):
+    """Two microphones on one source (the second inverted and 1 ms = 44 samples late), an
+    unrelated stem, a clipped stem: each reported; nothing said about the unrelated pairs."""
+    rng = np.random.default_rng(0)
+    n = SR * 3
+    src = rng.standard_normal(n) * 0.2
+    sf.write(tmp_path / "kick_in.wav", src, SR)
+    sf.write(tmp_path / "kick_out.wav", -0.7 * np.roll(src, 44) + 0.05 * rng.standard_normal(n), SR)
+    sf.write(tmp_path / "keys.wav", rng.standard_normal((n, 2)) * 0.2, SR)
+    sf.write(tmp_path / "gtr.wav", np.clip(rng.standard_normal(n), -1, 1), SR, subtype="FLOAT")
+    checks = {c.name: c for c in qc.stem_checks(sorted(tmp_path.iterdir()), SR)}
+    assert checks["stem clipping gtr.wav"].status == "fail"
+    assert checks["stem clipping keys.wav"].status == "pass"
+    pair = checks["stem pair kick_in.wav / kick_out.wav"]
+    assert pair.status == "warn" and pair.value < -0.9
+    assert "polarity inverted" in pair.detail and "kick_out.wav is 1.00 ms late" in pair.detail
+    assert not [k for k in checks if k.startswith("stem pair") and "keys" in k]
+    # in phase and in time: reported as fine
+    sf.write(tmp_path / "kick_out.wav", 0.7 * src, SR)
+    pair = {c.name: c for c in qc.stem_checks(sorted(tmp_path.iterdir()), SR)}[
+        "stem pair kick_in.wav / kick_out.wav"]
+    assert pair.status == "pass" and pair.value > 0.9
