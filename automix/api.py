@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,18 +20,16 @@ from . import analysis, background
 
 from .audio import (BlockReader, audio_info, check_finite, is_audio_file, pad_to_length, peak,
                     read_audio, resample, to_stereo)
-from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
-                           log_level, lookahead_samples)
 from .errors import AutomixError
-from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
 from .options import check_ceiling, check_refine_steps, check_target_lufs
-from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_tone, fit_mix,
-                    graphic_eq_settings, predict_master)
-from .params import MASTER_SPECS, TRACK_SPECS, defaults
-from .render import (BLOCK, MasterPre, TrackStrip, apply_limiter_inplace, open_sources,
-                     render_graph)
+from .mastering import (PROBE_MIN_S, PROBE_PART_S, PROBE_PARTS,  # noqa: F401 (the API's names)
+                        _compress, _excerpt_starts, _join_faded, _master_notes, choose_compressor,
+                        master_stage, measure_mix, probe_excerpts)
+from .match import Spectra, Target, fit_mix
+from .render import BLOCK, TrackStrip, open_sources, render_graph
+from .start import CENTRE_NAMES, heuristic_compressor, heuristic_start, starting_point  # noqa: F401
 from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
-                       master_from_params, rounded, tidy_master, tidy_track, track_from_params,
+                       master_from_params, rounded, tidy_track, track_from_params,
                        validate)
 
 MIN_REFERENCE_S = 3.0
@@ -40,9 +37,6 @@ REFERENCE_MAX_S = 420.0     # longer references are measured on excerpts (bounde
 REFERENCE_PARTS, REFERENCE_PART_S = 14, 30.0
 SILENT_PEAK = 1e-4          # -80 dBFS: a reference under this holds nothing to match
 MIX_LOUDNESS_LUFS = -20.0     # the mix bus is set here (or lower, for 1 dB of sample-peak headroom)
-PROBE_MIN_S = 90.0            # longer mixes: the master's first pass runs on excerpts
-PROBE_PARTS, PROBE_PART_S = 6, 10.0
-CENTRE_NAMES = re.compile(r"kick|bass|sub|snare|vox|vocal|voice|lead|mono", re.I)
 
 
 @dataclass
@@ -160,66 +154,8 @@ def _project_rate(infos) -> tuple[int, list[str]]:
     return sr, notes
 
 
-# --- stages --------------------------------------------------------------------------------------
-
-def heuristic_compressor(peak_db: float) -> dict:
-    """Light compression: 2:1 from 12 dB under the stem's peak."""
-    return {"threshold_db": max(-60.0, peak_db - 12.0), "ratio": 2.0, "attack_ms": 10.0,
-            "release_ms": 150.0, "knee_db": 6.0, "makeup_db": 0.0}
-
-
-def _compress(audio: np.ndarray, comp: dict, sr: int) -> np.ndarray:
-    """``audio`` through the compressor ``comp`` (the render path's kernel): a new array."""
-    y = np.array(audio, dtype=np.float64, order="C")
-    compressor_kernel(y, CompressorParams(comp, sr).array, np.zeros(1))
-    return y
-
-
-def heuristic_start(names, loudness, peaks_db, is_stereo) -> dict:
-    """Starting point: stems at equal loudness, flat EQ, light compression, pans spread."""
-    n = len(names)
-    p = defaults(TRACK_SPECS, (n,), torch.float64)
-    p["gain_db"] = torch.tensor([-23.0 - l for l in loudness], dtype=torch.float64).clamp(-40, 20)
-    comps = [heuristic_compressor(pk) for pk in peaks_db]
-    for key in comps[0]:
-        p[f"comp.{key}"] = torch.tensor([c[key] for c in comps], dtype=torch.float64)
-    spread = [0.35, -0.35, 0.6, -0.6, 0.2, -0.2, 0.8, -0.8]
-    k = 0
-    pans = []
-    for name, st in zip(names, is_stereo):
-        if st or CENTRE_NAMES.search(name):
-            pans.append(0.0)
-        else:
-            pans.append(spread[k % len(spread)])
-            k += 1
-    p["pan"] = torch.tensor(pans, dtype=torch.float64)
-    return p
-
-
-def probe_excerpts(audio: np.ndarray, sr: int, parts: int | None = None,
-                   seconds: float | None = None) -> np.ndarray:
-    """``parts`` evenly spaced excerpts of ``seconds`` each (default ``PROBE_PARTS`` x
-    ``PROBE_PART_S``), joined with 5 ms fades (no clicks at the seams): a long song's
-    statistics at a fraction of its length."""
-    parts, seconds = parts or PROBE_PARTS, seconds or PROBE_PART_S
-    run, n = int(seconds * sr), audio.shape[1]
-    if parts * run >= n:
-        raise ValueError("probe_excerpts: the excerpts would not be shorter than the audio")
-    return _join_faded([audio[:, s:s + run] for s in _excerpt_starts(n, run, parts)], sr)
-
-
-def _excerpt_starts(n: int, run: int, parts: int) -> np.ndarray:
-    return np.linspace(0, n - run, parts).round().astype(int)
-
-
-def _join_faded(pieces: list[np.ndarray], sr: int) -> np.ndarray:
-    """Excerpts of equal length joined with 5 ms fades (no clicks at the seams)."""
-    run = pieces[0].shape[1]
-    fade = np.ones(run, np.float32)
-    ramp = np.sin(np.linspace(0, np.pi / 2, int(0.005 * sr))) ** 2
-    fade[:ramp.size], fade[run - ramp.size:] = ramp, ramp[::-1]
-    return np.concatenate([p * fade for p in pieces], axis=1)
-
+# --- stages: automix/start.py (starting point), automix/match.py (fits), automix/mastering.py
+# (the master stage), automix/loudness_search.py (gain and limiter) ----------------------------
 
 def read_long_reference(path, info) -> np.ndarray:
     """A reference longer than REFERENCE_MAX_S read as evenly spaced excerpts
@@ -238,160 +174,6 @@ def read_long_reference(path, info) -> np.ndarray:
     audio = _join_faded(pieces, info.sample_rate)
     check_finite(audio, info.path)
     return audio
-
-
-def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: float) -> dict:
-    """Master glue compressor whose measured loudness range comes closest to ``target_lra``
-    (a small search on a 4x-decimated copy; no compression when the mix is already tighter)."""
-    if current_lra <= target_lra + 0.5:
-        return {}
-    low = np.ascontiguousarray(mix[:, ::4], dtype=np.float64)  # the statistics survive this
-    lsr = sr // 4
-    peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)
-    # the compressor's gain moves slowly against K-weighting: K(compressed) ~ K(low) x gain,
-    # so the detector level and the K-weighting are computed once for all candidates
-    level, weighted = log_level(low), analysis.k_weight(low, lsr)
-    best, best_cost = {}, abs(current_lra - target_lra)
-    for depth in (6.0, 10.0, 14.0, 18.0):
-        for ratio in (1.5, 2.0, 3.0, 4.0):
-            comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
-                    "release_ms": 300.0, "knee_db": 6.0, "makeup_db": 0.0}
-            gain = compressor_gain(level.copy(), CompressorParams(comp, lsr).array, np.zeros(1))
-            lra = analysis.loudness_range(analysis.short_term_loudness_of_weighted(weighted, lsr, gain))
-            cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
-            if cost < best_cost:
-                best, best_cost = comp, cost
-    return best
-
-
-def measure_mix(mix: np.ndarray, sr: int) -> tuple[dict, Spectra]:
-    """The mix's analysis and the spectra the master fit needs: one set of FFTs for both."""
-    spectra = Spectra.of(mix, sr, analysis.welch_segment(sr, mix.shape[1]))
-    return analysis.analyze(mix, sr, spectra=(spectra.mid, spectra.side)), spectra
-
-
-def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
-                 target_lufs: float | None, ceiling: float, amounts: Amounts, device: str = "cpu",
-                 predicted: dict | None = None, refine_steps: int = 300,
-                 spectra: Spectra | None = None):
-    """Master chain settings for ``mix`` (2, T) so the master matches ``reference``.
-
-    ``predicted``: the network's master parameters (physical), the start of the tone fit; with
-    ``refine_steps`` 0 they are used as they are (EQ and width scaled by the amounts, the
-    network's compressor instead of the loudness-range search).  The gain and limiter always
-    come from the loudness search, which measures the rendered result.  ``spectra``: the
-    mix's (:func:`measure_mix`), when already computed.
-    """
-    start = {k: v for k, v in defaults(MASTER_SPECS, (), torch.float64).items()}
-    if predicted is not None:
-        start.update({k: torch.as_tensor(v, dtype=torch.float64) for k, v in predicted.items()
-                      if not k.startswith("limiter.") and k != "gain_db"})
-        for k in EQ_GAIN_KEYS:
-            start[k] = start[k] * amounts.tone
-        start["width"] = 1.0 + (start["width"] - 1.0) * amounts.width
-    spectra = spectra or Spectra.of(mix, sr)
-    target = predict_master(spectra, start, sr).moved(
-        Target.of(reference), Target.of(mix_features), amounts.tone, amounts.width)
-    mix_lra = mix_features["loudness_range_lu"]
-    target_lra = mix_lra + amounts.dynamics * (reference["loudness_range_lu"] - mix_lra)
-    if predicted is not None and refine_steps == 0:
-        compressor = Future()
-        compressor.set_result(master_from_params(start)["compressor"] if amounts.dynamics > 0 else {})
-    else:  # its numba kernels run beside the first tone fit
-        compressor = background.submit(choose_compressor, mix, sr, target_lra, mix_lra)
-    goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
-    goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
-    mix_plr = mix_features["plr_db"]
-    target_plr = mix_plr + amounts.dynamics * (reference["plr_db"] - mix_plr)
-    # Two passes: the first only measures how the compressor and limiter tilt the spectrum
-    # (heavy limiting dulls the top), the second aims off by that.  On a long mix the first
-    # pass runs on evenly spaced excerpts: the tilt is a smooth, slowly varying correction.
-    two_passes = refine_steps > 0 and amounts.tone > 0
-    probe, probe_spectra, probe_goal = mix, spectra, goal
-    if two_passes and mix.shape[1] > PROBE_MIN_S * sr:
-        probe = probe_excerpts(mix, sr)
-        probe_spectra = Spectra.of(probe, sr, spectra.nperseg)
-        probe_goal = goal + analysis.integrated_loudness(probe, sr) - mix_features["integrated_lufs"]
-    aim = target
-    for attempt in range(2):
-        on_probe = attempt == 0 and two_passes
-        signal, signal_goal = (probe, probe_goal) if on_probe else (mix, goal)
-        if refine_steps > 0:  # the second pass continues from the first: fewer steps
-            fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device,
-                                        steps=refine_steps if attempt == 0 else max(refine_steps // 3, 1),
-                                        init=None if attempt == 0 else fitted)
-        else:
-            fitted = start
-        master = master_from_params(fitted)
-        if "graphic" in fitted:
-            master["eq"] += graphic_eq_settings(fitted["graphic"], sr)
-        if "side_graphic" in fitted:
-            master["side_eq"] = graphic_eq_settings(fitted["side_graphic"], sr)
-        if float(fitted.get("widener", 0.0)) > 0:
-            master["widener"] = {"gain_db": round(10 * np.log10(float(fitted["widener"])), 3),
-                                 "delay_ms": WIDENER_DELAY_MS}
-        # Dynamics: a reference denser than the ceiling forces (peaks well under it at this
-        # loudness) is matched by limiting to its peak-to-loudness ratio: a lower limiter ceiling.
-        # (at most 6 dB under the ceiling: beyond that the limiter would be heard)
-        # (rounded down to the 0.01 dB the file keeps: never above the ceiling asked for)
-        master["limiter"]["ceiling_dbtp"] = np.floor(100 * float(np.clip(
-            goal + target_plr, ceiling - 6.0, ceiling)) + 1e-6) / 100
-        master["compressor"] = compressor.result()
-        master["gain_db"] = 0.0
-        master = tidy_master(master, sr)  # rendered as settings.json will say it
-        pre = np.empty_like(signal)
-        chain = MasterPre(master, sr)
-        for s in range(0, signal.shape[1], BLOCK):
-            pre[:, s:s + BLOCK] = chain.process(signal[:, s:s + BLOCK])
-        # the second pass starts from the release the first one needed (on the same signal)
-        releases = LIMITER_RELEASES_MS if attempt == 0 or probe is not mix else tuple(
-            r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])
-        loud = loudness_stage(pre, master["limiter"], signal_goal, sr, releases)
-        master["gain_db"], master["limiter"] = loud["gain_db"], loud["limiter"]
-        master = tidy_master(master, sr)
-        gain = master["gain_db"]
-        if attempt == 1 or not two_passes:
-            break
-        lim = master["limiter"]
-        limited = limit_scaled(pre, loud["envelope"], gain, lim["ceiling_dbtp"], lim["release_ms"],
-                               lookahead_samples(lim["lookahead_ms"], sr), sr)
-        got = Target.of({"tonal_balance": analysis.tonal_balance(limited, sr),
-                         "width_db": analysis.stereo_width_db(limited)})
-        aim = aim.shifted(predict_master(probe_spectra, fitted, sr), got)
-    # The master itself, from the last pass's pre-limiter signal (rendered at gain 1): scaling
-    # it by the gain is the render executor's own last operation before the limiter, so this is
-    # bit-identical to render_master(mix, master) without running the chain a third time.
-    final = pre * (10 ** (master["gain_db"] / 20))
-    apply_limiter_inplace(final, master["limiter"], sr)
-    # Codec-safe ceiling (automix/codec_safe.py, issue 20): inside a codec session (the CLI's
-    # --codecs) the master is encoded/decoded and, if a decoded copy peaks over the ceiling,
-    # redone with a lower limiter ceiling; outside one this returns master, final unchanged.
-    from . import codec_safe
-    master, final = codec_safe.apply(pre, master, final, goal, sr, ceiling)
-    return master, goal, final
-
-
-def _master_notes(settings: dict) -> list[str]:
-    """What the master could not do as asked, or did in an unusual way, for the user."""
-    master, a = settings["master"], settings["analysis"]
-    notes = []
-    short = settings["target"]["lufs"] - a["master"]["integrated_lufs"]
-    if short > 0.5:
-        notes.append(f"the master reads {a['master']['integrated_lufs']:.1f} LUFS, {short:.1f} LU "
-                     f"short of the target {settings['target']['lufs']:.1f} LUFS: the limiter "
-                     f"is at its limit (gain {master['gain_db']:+.0f} dB, release "
-                     f"{master['limiter']['release_ms']:g} ms); louder would only distort")
-    elif short < -0.5:
-        notes.append(f"the master reads {a['master']['integrated_lufs']:.1f} LUFS, {-short:.1f} LU "
-                     f"above the target {settings['target']['lufs']:.1f} LUFS: the master gain is "
-                     f"at its lowest ({master['gain_db']:+.0f} dB)")
-    if master.get("widener"):
-        w = master["widener"]
-        notes.append(f"the mix is narrow (width {a['mix']['width_db']:.0f} dB, the reference "
-                     f"{a['reference']['width_db']:.0f} dB): the master's width comes partly from "
-                     f"the widener (the mid, delayed {w['delay_ms']:g} ms, at "
-                     f"{w['gain_db']:.1f} dB in the side); --width 0 keeps the mix's image")
-    return notes
 
 
 def _reference_features(path, sr: int) -> tuple[dict, list[str]]:
@@ -554,15 +336,6 @@ def _stem_spectra(st: _Stems, sr: int, compressors: list[dict]) -> list[Spectra]
             for p, c in zip(st.paths, compressors)]
 
 
-def _start(st: _Stems, model, ref_mel):
-    """The starting point: the network's prediction, or the heuristic."""
-    if model is None:
-        return heuristic_start(st.names, st.loudness, st.peaks_db, st.stereo), None
-    from .model import predict_from_mels
-
-    return predict_from_mels(model, torch.stack(st.mels), st.stereo, ref_mel)
-
-
 def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audio: bool = True):
     """Inputs checked and analysed: (sample rate, stems survey, reference features, reference
     spectra on the mix fit's grid (None unless ``with_spectra``), reference log-mel or None,
@@ -617,7 +390,7 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
         raise AutomixError("no model: " + (model_notes[0] if model_notes else "model=None")
                            + "; pass model=PATH")
     sr, st, _, _, ref_mel, _ = _prepare(stems, reference, net, lambda msg: None, keep_audio=False)
-    tracks, master = _start(st, net, ref_mel)
+    tracks, master = starting_point(st, net, ref_mel)
     settings = _settings_for(st, tracks, sr)
     settings["master"] = master_from_params(master)
     settings["master"]["limiter"]["ceiling_dbtp"] = float(ceiling)
@@ -627,7 +400,7 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
 def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
         model="default", progress=None, on_audio=None, groups: str = "auto",
-        export_stems: bool = False, sample_rate: int | None = None) -> Result:
+        export_stems: bool = False, sample_rate: int | None = None, start=None) -> Result:
     """Mix and master a folder of stems to a reference track.
 
     Arrays instead of files: ``stems={name: array}`` and ``reference=array`` (each
@@ -644,7 +417,9 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     rest runs; the arrays are not modified afterwards); ``groups``: ``"auto"`` (group buses
     from the stems' subfolders, else from their names and content: :mod:`automix.grouping`)
     or ``"none"`` (a flat console); ``export_stems``: also return the printed stems
-    (:attr:`Result.stems`).
+    (:attr:`Result.stems`); ``start``: the starting point, ``start(survey, model,
+    ref_mel) -> (track params, master params or None)`` (default
+    :func:`automix.start.starting_point`: the network's prediction, or the heuristic).
     """
     from .grouping import GROUP_MODES, form_groups
 
@@ -652,7 +427,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         return _mix_arrays(stems, reference, sample_rate, target_lufs=target_lufs,
                            ceiling=ceiling, amounts=amounts, refine_steps=refine_steps,
                            device=device, model=model, progress=progress, on_audio=on_audio,
-                           groups=groups, export_stems=export_stems)
+                           groups=groups, export_stems=export_stems, start=start)
     if groups not in GROUP_MODES:
         raise AutomixError(f"--groups {groups}: choose {' or '.join(GROUP_MODES)}")
     on_audio = on_audio or (lambda name, audio, sr: None)
@@ -667,7 +442,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     notes = model_notes + notes
     if net is not None:
         say("predicting settings")
-    start, master_start = _start(st, net, ref_mel)
+    start, master_start = (start or starting_point)(st, net, ref_mel)
     comps = [compressor_from_params({k: v[i] for k, v in start.items()})
              for i in range(len(st.names))]
     fitted, spectra = start, None

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import automix  # noqa: E402
-from automix import analysis, api  # noqa: E402
+from automix import analysis  # noqa: E402
+from automix.start import starting_point  # noqa: E402
 from automix.audio import read_audio  # noqa: E402
 from automix.model.features import reference_balance_db  # noqa: E402
 from benchmarks.eval_model import known_cases  # noqa: E402
@@ -47,7 +48,8 @@ VARIANTS = {
 
 
 def _neutralised(start, parts: set):
-    """``api._start`` with ``parts`` of the network's prediction replaced."""
+    """A ``start`` for :func:`automix.mix`: ``start`` with ``parts`` of the network's
+    prediction replaced."""
     def patched(st, model, ref_mel):
         tp, mp = start(st, model, ref_mel)
         if "faders" in parts:
@@ -72,23 +74,21 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(ROOT / "automix" / "checkpoints" / "automix-default.pt"))
     args = ap.parse_args(argv)
     cases = list(known_cases())
-    original = api._start
+    original = starting_point
     rows = {"equal_loudness": []}
     for case in cases:
         target, tsr = read_audio(case["target"])
         stems, sr = read_stems(case["stems"])
         rows["equal_loudness"].append(analysis.logmel_distance(equal_loudness_sum(stems, sr), target, sr, tsr))
-    try:
-        for name, parts in VARIANTS.items():
-            api._start = _neutralised(original, parts)
-            rows[name] = []
-            for case in cases:
-                target, tsr = read_audio(case["target"])
-                r = automix.mix(case["stems"], case["reference"], refine_steps=0, model=args.model)
-                rows[name].append(analysis.logmel_distance(r.master, target, r.sample_rate, tsr))
-            print(name, "done", flush=True)
-    finally:
-        api._start = original
+    for name, parts in VARIANTS.items():
+        start = _neutralised(original, parts)
+        rows[name] = []
+        for case in cases:
+            target, tsr = read_audio(case["target"])
+            r = automix.mix(case["stems"], case["reference"], refine_steps=0, model=args.model,
+                            start=start)
+            rows[name].append(analysis.logmel_distance(r.master, target, r.sample_rate, tsr))
+        print(name, "done", flush=True)
     ids = [c["id"].split("/", 1)[1].replace("known_", "") for c in cases]
     print("| variant | " + " | ".join(ids) + " | mean |")
     print("|---|" + "---|" * (len(ids) + 1))

@@ -46,7 +46,9 @@ def test_a_very_quiet_target_is_reached(files):
 
 
 def test_a_missed_target_is_said(files, monkeypatch):
-    monkeypatch.setattr(api, "loudness_stage", _stuck_at_lowest_gain)
+    from automix import mastering  # the master stage's module
+
+    monkeypatch.setattr(mastering, "loudness_stage", _stuck_at_lowest_gain)
     result = automix.master(files / "mix.wav", files / "ref.wav", target_lufs=-60.0)
     assert any("above the target -60.0 LUFS" in n for n in result.notes), result.notes
 

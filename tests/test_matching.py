@@ -150,12 +150,12 @@ def test_first_master_pass_on_excerpts(known_case, monkeypatch):
     """A long mix's first master pass (which only measures the limiter's tilt) runs on
     excerpts: the master still meets the loudness and ceiling, its tone stays within 0.3 dB of
     the two full passes, and it is still exactly the render executor's output."""
-    from automix import api
+    from automix import mastering
 
     root, out = known_case
     full = automix.master(out / "mix.wav", root / "reference.wav")
-    monkeypatch.setattr(api, "PROBE_MIN_S", 4.0)   # this 8 s mix counts as long...
-    monkeypatch.setattr(api, "PROBE_PART_S", 1.0)  # ...and is probed by 6 x 1 s
+    monkeypatch.setattr(mastering, "PROBE_MIN_S", 4.0)   # this 8 s mix counts as long...
+    monkeypatch.setattr(mastering, "PROBE_PART_S", 1.0)  # ...and is probed by 6 x 1 s
     probed = automix.master(out / "mix.wav", root / "reference.wav")
     ref, got = probed.settings["analysis"]["reference"], probed.settings["analysis"]["master"]
     assert probed.settings["master"]["eq"] != full.settings["master"]["eq"]  # the probe was used
