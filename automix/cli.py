@@ -221,6 +221,8 @@ class _Writer:
 
         self.folder.submit(write_report, self.folder.path("report.png"), result.settings)
         save_settings(self.folder.path("settings.json"), result.settings)
+        if getattr(result, "stems", None):  # --export-stems (issue 16): stems/NAME.wav
+            _write_printed_stems(self.folder, result.stems, result.sample_rate, self.bit_depth)
         extra = []
         if self.delivery is not None:  # checks.json, report.html; codec and preset notes
             extra = deliverables.write(self.folder, result, self.delivery, session,
@@ -230,6 +232,23 @@ class _Writer:
             print(f"note: {note}", file=sys.stderr)
         print(summary_text(result.settings["analysis"]))
         print(f"wrote {', '.join(written)} to {self.folder.out}")
+
+
+def _write_printed_stems(folder, stems: dict, sample_rate: int, bit_depth) -> None:
+    """The printed stems into the output set's ``stems/`` folder: one file per top-level node
+    of the console (a subfolder track ``drums/kick`` becomes ``drums_kick.wav``)."""
+    from .audio import write_audio
+
+    target = folder.path("stems")
+    target.mkdir()
+    used = set()
+    for name, audio in stems.items():
+        base = "".join(c if c.isalnum() or c in " -_+()" else "_" for c in name) or "stem"
+        file = base
+        while file.lower() in used:
+            file += "_"
+        used.add(file.lower())
+        folder.submit(write_audio, target / f"{file}.wav", audio, sample_rate, bit_depth)
 
 
 def _import_report_in_background() -> None:
@@ -248,7 +267,8 @@ def cmd_mix(args) -> int:
 
     stems = Path(args.stems)
     delivery, formats = _delivery(args)
-    with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
+    printed = ["stems"] if args.export_stems else []
+    with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats) + printed, args.force,
                       [stems, Path(args.reference)]) as folder:
         progress = Progress("automix")
         _import_report_in_background()
@@ -256,7 +276,8 @@ def cmd_mix(args) -> int:
             lambda on_audio: mix(
             stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), refine_steps=args.refine_steps, device=args.device,
-            model=args.model, progress=progress.note, on_audio=on_audio))
+            model=args.model, progress=progress.note, on_audio=on_audio, groups=args.groups,
+            export_stems=args.export_stems))
     return 0
 
 
@@ -371,7 +392,9 @@ def build_mix_parser() -> argparse.ArgumentParser:
         description="Mix and master a folder of stems to a reference track.",
         epilog="other commands: automix master | album | render | analyze | check  "
                "(automix COMMAND --help)")
-    p.add_argument("--stems", required=True, help="folder of stems (every audio file is a stem)")
+    p.add_argument("--stems", required=True,
+                   help="folder of stems (every audio file is a stem; files in its subfolders "
+                        "too, one group bus per subfolder)")
     _add_matching_options(p)
     p.add_argument("--refine-steps", type=_steps, default=300,
                    help="gradient steps of each refinement fit (default 300; 0: the network's "
@@ -381,6 +404,12 @@ def build_mix_parser() -> argparse.ArgumentParser:
                        help="checkpoint of the parameter predictor (default: the shipped one)")
     model.add_argument("--no-model", dest="model", action="store_const", const=None,
                        help="no network: refine from a heuristic start")
+    p.add_argument("--groups", choices=("auto", "none"), default="auto",
+                   help="group buses: auto (from subfolders, else from stem names and content: "
+                        "drums, bass, vocals, music) or none (a flat console)")
+    p.add_argument("--export-stems", action="store_true",
+                   help="also write stems/NAME.wav: every track outside a group and every "
+                        "group, post fader and pan; they sum to mix.wav")
     p.set_defaults(func=cmd_mix)
     return p
 

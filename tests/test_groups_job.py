@@ -100,3 +100,24 @@ def test_array_level_api_is_the_file_pipeline(session):
         automix.mix(arrays, ref.T, model=None)
     with pytest.raises(automix.AutomixError, match="channels"):
         automix.mix({"a": np.zeros((3, 100))}, ref.T, sample_rate=sr, model=None)
+
+
+def test_cli_export_stems_sum_to_mix_wav(session, tmp_path):
+    import soundfile as sf
+
+    from automix.cli import main
+
+    root, stems, reference = session
+    out = tmp_path / "out"
+    assert main(["--stems", str(stems), "--reference", str(reference), "--no-model",
+                 "--refine-steps", "10", "--export-stems", "-o", str(out)]) == 0
+    mix, _ = sf.read(out / "mix.wav", always_2d=True)
+    printed = sorted(p.name for p in (out / "stems").iterdir())
+    assert printed == ["bass group.wav", "drums.wav", "music.wav", "vocals.wav"]
+    total = sum(sf.read(out / "stems" / p, always_2d=True)[0] for p in printed)
+    err = np.abs(total - mix).max() / np.abs(mix).max()
+    assert 20 * np.log10(err) < -90, 20 * np.log10(err)
+    flat = tmp_path / "flat"
+    assert main(["--stems", str(stems), "--reference", str(reference), "--no-model",
+                 "--refine-steps", "10", "--groups", "none", "-o", str(flat)]) == 0
+    assert not (flat / "stems").exists()
