@@ -58,6 +58,31 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
+def _snapshot() -> str | None:
+    """Run on the committed ``automix/`` (``git archive HEAD``): other engineers edit the working
+    tree while a long run goes on. Returns the commit, or None outside a git checkout."""
+    import subprocess
+    import tarfile
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        folder = ROOT / "benchmarks" / "cache" / "snapshots" / rev
+        if not (folder / "automix" / "__init__.py").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            tar = subprocess.run(["git", "archive", "--format=tar", "HEAD", "automix"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout
+            import io
+            with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+                t.extractall(folder, filter="data")
+        sys.path.insert(0, str(folder))
+        return rev
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+SNAPSHOT = _snapshot() if __name__ == "__main__" and "--live" not in sys.argv else None
+
 from automix import analysis  # noqa: E402
 
 HELD_OUT = {
@@ -356,6 +381,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300, help="refinement steps")
     ap.add_argument("--no-matchering", action="store_true")
     ap.add_argument("--diagnose", action="store_true", help="issue 17 item 3: the master stage, part by part")
+    ap.add_argument("--live", action="store_true", help="use the working tree's automix/, not HEAD's")
     ap.add_argument("--append", action="store_true", help="keep the rows of other songs already in --out")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "cache" / "human")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "human.json")
@@ -368,6 +394,8 @@ def main(argv=None) -> int:
     if missing or not songs:
         ap.error(f"not rendered yet: {', '.join(missing) or 'any held-out song'} (automix-data lmms -o {a.data})")
     sr = 44100
+    import automix
+    print(f"automix from {Path(automix.__file__).parent} (HEAD {SNAPSHOT or 'working tree'})", flush=True)
     rows = []
     if a.append and a.out.is_file():  # keep the other songs' rows of an earlier run
         rows = [r for r in json.loads(a.out.read_text())["rows"] if r["song"] not in songs]
@@ -388,7 +416,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({"rows": rows, "table": table(rows)}, indent=2, default=float))
+        a.out.write_text(json.dumps({"rows": rows, "table": table(rows), "automix_commit": SNAPSHOT},
+                                    indent=2, default=float))
     print(table(rows))
     return 0
 
