@@ -263,6 +263,9 @@ def diagnose(case: dict, result, sr: int, steps: int) -> dict:
     from automix.match import Target
     from automix.render import MasterPre
 
+    # the master stage's own module (automix.mastering since issue 16; automix.api before)
+    import importlib
+    stage_module = importlib.import_module(api.master_stage.__module__)
     mix = np.ascontiguousarray(result.mix)
     target = case["target"]
     ref_features = analysis.analyze(_read(case["dir"] / "reference.wav"), sr)
@@ -293,7 +296,7 @@ def diagnose(case: dict, result, sr: int, steps: int) -> dict:
     out = {}
     variants = {
         "as is": lambda: stage(),
-        "no glue compressor": lambda: _with(patched(api, "choose_compressor", lambda *a, **k: {}), stage),
+        "no glue compressor": lambda: _with(patched(stage_module, "choose_compressor", lambda *a, **k: {}), stage),
         "one tone pass": lambda: _with(patched(Target, "shifted", lambda self, p, m: self), stage),
         "no tone, no width": lambda: stage(api.Amounts(tone=0.0, width=0.0)),
         "gain + limiter only": lambda: stage(api.Amounts(tone=0.0, width=0.0, dynamics=0.0)),
