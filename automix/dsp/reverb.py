@@ -27,7 +27,7 @@ The IR (per output channel ``c`` in {L, R}), with ``t`` in seconds after the pre
   L and R (so the tail is diffuse, with the echo density of noise from its first sample: no
   metallic ringing), split by zero-phase complementary crossovers ``C_low + C_mid + C_high = 1``
   at 500 Hz and 4 kHz (each transition a raised cosine over +-1/2 octave in log frequency) and
-  flattened (its short-time energy made constant), periodic with a period of at least 6 s.
+  flattened (its short-time energy made constant), periodic with a period of at least 3 s.
   ``o(t) = sin^2(pi t / 60 ms)`` for t < 30 ms, then 1: the late part fades in under the early
   reflections.  ``E_mid = sum_n e_mid(n)^2``, so the late part's expected power at mid
   frequencies is 1.
@@ -119,8 +119,9 @@ FLATTEN_MS = (50.0, 20.0, 10.0)   # per band: the window over which its energy i
 
 
 def noise_period(sample_rate: float) -> int:
-    """Length of the late noise's period: the power of two of at least 6 s."""
-    return 1 << int(math.ceil(math.log2(6.0 * sample_rate)))
+    """Length of the late noise's period: the power of two of at least 3 s (4.1 to 5.9 s at
+    32 to 96 kHz)."""
+    return 1 << int(math.ceil(math.log2(3.0 * sample_rate)))
 
 
 @functools.lru_cache(maxsize=2)
@@ -132,8 +133,7 @@ def band_noise(sample_rate: float) -> np.ndarray:
     envelope's straight line (a Schroeder RT60 within a few percent) instead of the scatter of a
     random decay (+-20 % at low frequencies).  Rate-dependent, parameter-free: cached."""
     n = noise_period(sample_rate)
-    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
-    xo = crossover(torch.from_numpy(freqs)).numpy()
+    xo = _crossover_np(np.fft.rfftfreq(n, 1.0 / sample_rate))
     out = np.empty((2, 3, n))
     for c, seed in enumerate(_NOISE_SEEDS):
         spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
@@ -169,6 +169,16 @@ def early_pattern() -> tuple[np.ndarray, np.ndarray]:
              * np.exp(-times / (EARLY_DECAY_MS / 1000.0)))
     gains /= np.sqrt((gains ** 2).sum(axis=1, keepdims=True))
     return times, gains
+
+
+def _crossover_np(freqs_hz: np.ndarray) -> np.ndarray:
+    """:func:`crossover` in numpy (the same formula), for the noise's one-off split."""
+    def low_part(f0):
+        x = np.clip(np.log2(np.maximum(freqs_hz, 1e-3) / f0), -0.5, 0.5)
+        return np.cos(math.pi / 2 * (x + 0.5)) ** 2
+    low = low_part(CROSSOVER_HZ[0])
+    high = 1.0 - low_part(CROSSOVER_HZ[1])
+    return np.stack((low, 1.0 - low - high, high))
 
 
 def crossover(freqs_hz: torch.Tensor) -> torch.Tensor:
