@@ -26,6 +26,7 @@ from .mastering import (PROBE_MIN_S, PROBE_PART_S, PROBE_PARTS,  # noqa: F401 (t
                         _compress, _excerpt_starts, _join_faded, _master_notes, choose_compressor,
                         master_stage, measure_mix, probe_excerpts)
 from .match import Spectra, Target, fit_mix
+from .params import TRACK_SPECS, defaults
 from .render import BLOCK, TrackStrip, open_sources, render_graph
 from .start import CENTRE_NAMES, heuristic_compressor, heuristic_start, starting_point  # noqa: F401
 from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
@@ -592,3 +593,67 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
     return Result(settings, master_final, None, sr, notes + _master_notes(settings))
+
+
+STEM_FADER_RANGE_DB = 3.0  # stem mastering keeps the mix engineer's balance, within this
+
+
+def master_stems(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
+                 amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
+                 progress=None, on_audio=None) -> Result:
+    """Stem mastering: a few group stems of a finished mix (e.g. drums, bass, music, vocals
+    bounced by the mix engineer) mastered to a reference through group buses.
+
+    Every stem is a neutral track (a mono stem gets +3.01 dB, undoing the pan law) feeding a
+    group bus of its own; the groups' faders are fitted toward the reference's tone within
+    +-STEM_FADER_RANGE_DB (``refine_steps`` 0: left at 0 dB), with no pan, width or EQ change,
+    so the mix's balance is kept; the master stage then masters their sum.  The mix returned is
+    that sum (:attr:`Result.mix`), the settings (v2) render it and the master bit-exactly."""
+    amounts = amounts or Amounts()
+    say = progress or (lambda msg: None)
+    device = check_options(target_lufs, ceiling, refine_steps, device)
+    sr, st, ref_features, ref_spectra, _, notes = _prepare(stems, reference, None, say,
+                                                           with_spectra=refine_steps > 0)
+    pan_law = 20 * np.log10(np.sqrt(2.0))
+    tracks = [tidy_track({"name": n, "file": f, "gain_db": 0.0 if stereo else pan_law}, sr)
+              for n, f, stereo in zip(st.names, st.files, st.stereo)]
+    tracks += [{"name": _stem_name(p, st.root), "file": _stem_file(p, st.root), "mute": True}
+               for p in st.silent]
+    offsets = np.zeros(len(st.names))
+    if refine_steps > 0:
+        say("balancing the group buses")
+        start = defaults(TRACK_SPECS, (len(st.names),), torch.float64)
+        start["gain_db"] = torch.tensor([t["gain_db"] for t in tracks[:len(st.names)]],
+                                        dtype=torch.float64)
+        fitted, _ = fit_mix([Spectra.of(st.read(p, sr), sr) for p in st.paths], st.stereo,
+                            Target.of(ref_features), start, sr, steps=refine_steps,
+                            fit_eq=False, device=device, reference=ref_spectra,
+                            fader_range_db=STEM_FADER_RANGE_DB, fit_width=False)
+        offsets = (fitted["gain_db"].double() - start["gain_db"]).numpy()
+    taken = {t["name"] for t in tracks}
+    groups = []
+    for name, offset in zip(st.names, offsets):
+        group = f"{name} bus"
+        while group in taken:
+            group += "+"
+        taken.add(group)
+        groups.append({"name": group, "members": [name], "gain_db": float(offset)})
+    settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
+                         "tracks": tracks, "groups": groups,
+                         "master": copy.deepcopy(MASTER_DEFAULTS)}, "automix", tidy=True)
+    say("rendering the group buses")
+    mix_audio = _render_mix(settings, st.sources(settings, stems))
+    st.audio.clear()
+    on_audio = on_audio or (lambda name, audio, sr: None)
+    on_audio("mix", mix_audio, sr)
+    say("mastering")
+    mix_features, mix_spectra = measure_mix(mix_audio, sr)
+    settings["master"], goal, master_final = master_stage(
+        mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
+        refine_steps=refine_steps, spectra=mix_spectra)
+    on_audio("master", master_final, sr)
+    settings = validate(settings, "automix")
+    _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
+                 "reference" if target_lufs is None else "target_lufs")
+    settings["analysis"]["mix"] = mix_features
+    return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings))

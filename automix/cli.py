@@ -286,6 +286,8 @@ def cmd_master(args) -> int:
     from .deliverables import extra_names
     from .outdir import OutputFolder
 
+    if args.stems is not None:
+        return _cmd_master_stems(args)
     mix_path = Path(args.input)
     delivery, formats = _delivery(args)
     with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
@@ -295,6 +297,26 @@ def cmd_master(args) -> int:
         _Writer(folder, delivery.bit_depth, delivery, formats, args.reference).run(
             lambda on_audio: master(
             mix_path, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
+            amounts=_amounts(args), device=args.device, progress=progress.note,
+            on_audio=on_audio))
+    return 0
+
+
+def _cmd_master_stems(args) -> int:
+    """``automix master --stems DIR`` (issue 16): stem mastering through group buses."""
+    from .api import master_stems
+    from .deliverables import extra_names
+    from .outdir import OutputFolder
+
+    stems = Path(args.stems)
+    delivery, formats = _delivery(args)
+    with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
+                      [stems, Path(args.reference)]) as folder:
+        progress = Progress("automix master")
+        _import_report_in_background()
+        _Writer(folder, delivery.bit_depth, delivery, formats, args.reference, stems).run(
+            lambda on_audio: master_stems(
+            stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), device=args.device, progress=progress.note,
             on_audio=on_audio))
     return 0
@@ -418,7 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="automix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("master", help="master a finished mix to a reference")
-    m.add_argument("--input", required=True, help="the mix to master")
+    what = m.add_mutually_exclusive_group(required=True)
+    what.add_argument("--input", help="the mix to master")
+    what.add_argument("--stems", help="stem mastering: a folder of group stems of one mix (e.g. "
+                                      "drums, bass, music, vocals), balance kept within +-3 dB")
     _add_matching_options(m)
     m.set_defaults(func=cmd_master)
     a = sub.add_parser("analyze",

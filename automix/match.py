@@ -294,17 +294,20 @@ def _on(device: str):
 
 def fit_mix(spectra: list[Spectra], is_stereo: list[bool], target: Target, start: dict,
             sample_rate: int, steps: int = 300, fit_eq: bool = True,
-            device: str = "cpu", reference: Spectra | None = None) -> tuple[dict, float]:
+            device: str = "cpu", reference: Spectra | None = None,
+            fader_range_db: float = FADER_RANGE_DB, fit_width: bool = True) -> tuple[dict, float]:
     """Fit track faders, EQ gains, pans and widths so the summed mix matches ``target``.
 
     ``start``: physical track parameters ``{name: (N,) tensor}`` (the heuristic or a network's
     prediction).  ``reference``: the reference's spectra (same grid); with them the mix also
     follows its left/right balance per band, which says on which side each source sits (mid
     and side powers alone cannot tell a mix from its mirror image).  Returns the fitted
-    parameters (same form, on the CPU) and the final loss.
+    parameters (same form, on the CPU) and the final loss.  ``fader_range_db``: how far a fader
+    may move from the start; ``fit_width`` False: widths stay as they start (stem mastering).
     """
     with _on(device):
-        return _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, reference)
+        return _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, reference,
+                        fader_range_db, fit_width)
 
 
 def _side_of(model: _Model, mid, start: dict, balance) -> torch.Tensor:
@@ -321,7 +324,8 @@ def _side_of(model: _Model, mid, start: dict, balance) -> torch.Tensor:
     return torch.where(lean.abs() > BALANCE_SIDE, -torch.sign(lean), torch.zeros_like(lean))
 
 
-def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, reference=None):
+def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, reference=None,
+             fader_range_db=FADER_RANGE_DB, fit_width=True):
     model = _Model(sample_rate, spectra[0].nperseg)
     balance = None
     if reference is not None:
@@ -336,7 +340,7 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, refe
     # Faders move at most +-FADER_RANGE_DB from the start (the element balance is the start's,
     # refined); pans of centred sources (pan 0 at the start: bass, kick, vocals, stereo stems)
     # stay centred; EQ gains stay inside the spec's +-12 dB.
-    names = ["width"] + (list(EQ_GAIN_KEYS) if fit_eq else [])
+    names = (["width"] if fit_width else []) + (list(EQ_GAIN_KEYS) if fit_eq else [])
     raw = {k: _unbounded(specs[k], start[k]).clone().requires_grad_() for k in names}
     raw["gain_db"] = torch.zeros_like(start["gain_db"]).requires_grad_()
     pan = start["pan"]
@@ -348,7 +352,7 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, refe
     def physical():
         p = dict(start)
         p.update({k: _bounded(specs[k], raw[k]) for k in names})
-        p["gain_db"] = start["gain_db"] + FADER_RANGE_DB * torch.tanh(raw["gain_db"])
+        p["gain_db"] = start["gain_db"] + fader_range_db * torch.tanh(raw["gain_db"])
         p["pan"] = torch.where(centred, start["pan"], torch.tanh(raw["pan"]))
         p["width"] = torch.where(stereo, p["width"], torch.ones_like(p["width"]))
         return p

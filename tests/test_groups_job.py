@@ -121,3 +121,28 @@ def test_cli_export_stems_sum_to_mix_wav(session, tmp_path):
     assert main(["--stems", str(stems), "--reference", str(reference), "--no-model",
                  "--refine-steps", "10", "--groups", "none", "-o", str(flat)]) == 0
     assert not (flat / "stems").exists()
+
+
+def test_stem_mastering_keeps_the_balance(session, tmp_path):
+    import soundfile as sf
+
+    from automix.cli import main
+
+    root, stems, reference = session
+    out = tmp_path / "out"
+    assert main(["master", "--stems", str(stems), "--reference", str(reference),
+                 "-o", str(out)]) == 0
+    from automix.settings import load_settings
+
+    s = load_settings(out / "settings.json")
+    assert [g["members"] for g in s["groups"]] == [[t["name"]] for t in s["tracks"]]
+    assert all(abs(g["gain_db"]) <= 3.0 and g["pan"] == 0.0 and g["eq"] == [] for g in s["groups"])
+    assert all(t["eq"] == [] and t["compressor"] == {} and t["pan"] == 0.0 for t in s["tracks"])
+    # the bounce's balance: a mono stem at +3.01 dB (undoing the pan law), stereo at 0 dB
+    mono = {"kick", "bass", "vox"}
+    assert all(t["gain_db"] == (3.01 if t["name"] in mono else 0.0) for t in s["tracks"])
+    mix, master = render_settings(s, stems)
+    written, _ = sf.read(out / "master.wav", always_2d=True)
+    assert np.abs(written.T - master).max() < 2 ** -22  # 24-bit rounding of the same render
+    got = s["analysis"]["master"]["integrated_lufs"]
+    assert abs(got - s["analysis"]["reference"]["integrated_lufs"]) < 1.0
