@@ -1,6 +1,7 @@
 """automix alone on the real-music benchmark's cached mixing/mastering cases, in-process.
 
     .venv/bin/python benchmarks/automix_only.py master|mix [--model PATH|none] [--ceiling DBTP]
+        [--groups auto|none]
 
 A quick re-measure of automix's quality after a change, without re-running the baselines
 (Matchering's numbers do not change): prints per-case and mean errors against the reference
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("kind", choices=("master", "mix"))
     ap.add_argument("--model", default="default", help="checkpoint, or none (mix only)")
     ap.add_argument("--ceiling", type=float, default=-1.0, help="true-peak ceiling (dBTP)")
+    ap.add_argument("--groups", choices=("auto", "none"), default="auto",
+                    help="mix: group buses (automix --groups; issue 16: on vs off)")
     ap.add_argument("--cases", type=Path, default=ROOT / "benchmarks" / "cache" / "cases" / "full-v1")
     args = ap.parse_args(argv)
     model = None if args.model == "none" else args.model
@@ -39,7 +42,8 @@ def main(argv=None) -> int:
         if args.kind == "master":
             r = automix.master(d / "mix.wav", d / "reference.wav", ceiling=args.ceiling)
         else:
-            r = automix.mix(d / "stems", d / "reference.wav", model=model, ceiling=args.ceiling)
+            r = automix.mix(d / "stems", d / "reference.wav", model=model, ceiling=args.ceiling,
+                            groups=args.groups)
         a = r.settings["analysis"]
         m, ref = a["master"], a["reference"]
         row = (analysis.loudness_error_lu(m, ref), m["true_peak_dbtp"],
