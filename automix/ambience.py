@@ -21,7 +21,7 @@ high 4-12 kHz, the top capped at 0.45 x the sample rate):
      ``RT60 = -60 / s``; ``None`` when fewer than 8 windows count (no offsets: a continuous
      signal, or too short).
 2. **Inter-channel coherence** per band, from Welch cross and auto spectra (periodic Hann,
-   ``n_fft`` the power of two nearest 46 ms, 50 % overlap): ``sum_band |S_LR| /
+   ``n_fft`` the power of two nearest 46 ms, 50 % overlap, complete segments): ``sum_band |S_LR| /
    sum_band sqrt(S_LL S_RR)``, the magnitude coherence averaged over the band's bins weighted by
    their power.  1 for identical (or mono) channels, 0 for independent ones (up to the estimate's
    bias, about ``sqrt(pi / 4K)`` for K segments: 0.03 for 30 s at 44.1 kHz).  A diffuse reverb
@@ -70,18 +70,25 @@ def band_edges(sample_rate: int) -> list[tuple[str, float, float]]:
 
 def band_levels(audio: np.ndarray, sample_rate: int):
     """``(levels_db (bands, frames), power (bands, frames), hop_s, names)`` of the channels'
-    summed band power per STFT frame."""
+    summed band power per STFT frame (frames of ``n_fft`` every ``hop`` samples from the first
+    sample, complete frames only; computed in chunks of frames, so memory stays small)."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
     n_fft = _pow2(0.023, sample_rate)
     hop = n_fft // 4
     if x.shape[1] < n_fft:
         x = np.pad(x, ((0, 0), (0, n_fft - x.shape[1])))
-    _, _, spec = scipy.signal.stft(x, nperseg=n_fft, noverlap=n_fft - hop, window="hann",
-                                   boundary=None, padded=False, detrend=False)
-    power = (np.abs(spec) ** 2).sum(axis=0)                   # (bins, frames), channels summed
+    window = scipy.signal.get_window("hann", n_fft)          # periodic
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     bands = band_edges(sample_rate)
-    p = np.stack([power[(freqs >= lo) & (freqs < hi)].sum(axis=0) for _, lo, hi in bands])
+    member = np.stack([(freqs >= lo) & (freqs < hi) for _, lo, hi in bands]).astype(np.float64)
+    frames = (x.shape[1] - n_fft) // hop + 1
+    p = np.zeros((len(bands), frames))
+    chunk = 2048
+    for c in range(x.shape[0]):
+        view = np.lib.stride_tricks.sliding_window_view(x[c], n_fft)[::hop]
+        for start in range(0, frames, chunk):
+            spec = np.fft.rfft(view[start:start + chunk] * window, axis=1)
+            p[:, start:start + chunk] += member @ (spec.real ** 2 + spec.imag ** 2).T
     levels = 10 * np.log10(np.maximum(p, 1e-30))
     return levels, p, hop / sample_rate, [b[0] for b in bands]
 
@@ -137,10 +144,21 @@ def coherence(audio: np.ndarray, sample_rate: int) -> list[float | None]:
     if x.shape[0] == 1:
         return [1.0 if np.any(x) else None for _ in bands]
     n_fft = min(_pow2(0.046, sample_rate), max(16, 1 << int(math.log2(max(16, x.shape[1])))))
-    kw = dict(fs=sample_rate, nperseg=n_fft, noverlap=n_fft // 2, window="hann", detrend=False)
-    f, sxy = scipy.signal.csd(x[0], x[1], **kw)
-    _, sxx = scipy.signal.welch(x[0], **kw)
-    _, syy = scipy.signal.welch(x[1], **kw)
+    if x.shape[1] < n_fft:
+        x = np.pad(x, ((0, 0), (0, n_fft - x.shape[1])))
+    hop = n_fft // 2
+    window = scipy.signal.get_window("hann", n_fft)          # periodic
+    f = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    views = [np.lib.stride_tricks.sliding_window_view(x[c], n_fft)[::hop] for c in range(2)]
+    sxx = np.zeros(f.size)
+    syy = np.zeros(f.size)
+    sxy = np.zeros(f.size, dtype=np.complex128)
+    for start in range(0, views[0].shape[0], 1024):        # Welch's averages, in chunks
+        a = np.fft.rfft(views[0][start:start + 1024] * window, axis=1)
+        b = np.fft.rfft(views[1][start:start + 1024] * window, axis=1)
+        sxx += (a.real ** 2 + a.imag ** 2).sum(0)
+        syy += (b.real ** 2 + b.imag ** 2).sum(0)
+        sxy += (a * b.conj()).sum(0)
     out = []
     for _, lo, hi in bands:
         sel = (f >= lo) & (f < hi)
