@@ -13,12 +13,15 @@ most 1.5 s to ``render_settings``), side by side in one run, 44.1 kHz:
 
 Stems are synthetic (noise with level envelopes, 16-bit WAV, 5 stereo, 3 mono), written once to
 a temporary folder.  The configurations run in alternating rounds; the median of each is
-reported with what it adds to ``dry``.
+reported with what it adds to ``dry``, as wall time and as this process's CPU time (all
+threads; steadier than wall time on a shared machine).  ``--cold`` also times, in fresh
+processes, the one-off set-up a first reverb render pays (the seeded noise, the IR).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from automix.console.graph import MASTER, STRIP  # noqa: E402
+from automix.dsp.reverb import PARAMS  # noqa: E402
 from automix.render import render_settings  # noqa: E402
 from automix.settings import settings_from_params, validate  # noqa: E402
 
@@ -82,6 +86,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=180.0)
+    ap.add_argument("--cold", action="store_true", help="also time the reverb's cold set-up")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     configs = configurations()
@@ -93,19 +98,34 @@ def main(argv=None) -> int:
         exact = all(np.array_equal(a, b) for a, b in zip(first["space"], again))
         del first, again
         times = {name: [] for name in configs}
+        cpu = {name: [] for name in configs}
         for r in range(args.rounds):
             for name, s in configs.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 render_settings(s, folder)
                 times[name].append(time.perf_counter() - t0)
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-                  flush=True)
+                cpu[name].append(time.process_time() - c0)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s ({cpu[k][-1]:.2f} cpu)"
+                                                 for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
     print(f"\n{len(NAMES)} stems x {args.seconds:.0f} s at {SR} Hz, {args.rounds} rounds "
           "(median render_settings):")
-    for k, v in med.items():
-        print(f"  {k:10s} {v:6.2f} s   adds {v - med['dry']:+.2f} s to dry")
+    for k in med:
+        print(f"  {k:10s} wall {med[k]:6.2f} s (adds {med[k] - med['dry']:+.2f} s)   "
+              f"cpu {mcpu[k]:6.2f} s (adds {mcpu[k] - mcpu['dry']:+.2f} s)")
     print(f"space settings re-render bit-exactly: {exact}")
+    if args.cold:
+        code = ("import time, torch; torch.set_num_threads(1); from automix.dsp import reverb as R; "
+                "t = time.process_time(); R.ReverbState(dict(R.__dict__['_BENCH']), 44100); "
+                "print(time.process_time() - t)")
+        for name in ("space", "cathedral"):
+            proc = configs[name]["buses"][0]["processor"]
+            params = {k: proc[k] for k in PARAMS}
+            src = code.replace("dict(R.__dict__['_BENCH'])", repr(params))
+            out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
+                                 cwd=ROOT, check=True).stdout.strip()
+            print(f"cold reverb set-up ({name}: seeded noise + IR), cpu: {float(out):.2f} s")
     return 0
 
 
