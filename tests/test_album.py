@@ -159,3 +159,20 @@ def test_album_shard_and_errors(songs, capsys):
     assert "no song could be read" in capsys.readouterr().err
     assert main(["album", *files, "-o", str(songs / "s4"), "--platform", "vinyl"]) == 2
     assert "choose from spotify" in capsys.readouterr().err
+
+
+def test_forty_songs_plan_and_names(tmp_path):
+    """40 songs: unique numbered names (many equal file names), one plan entry each."""
+    for i in range(40):
+        d = tmp_path / f"disc{i // 10}"
+        d.mkdir(exist_ok=True)
+        sf.write(d / f"track{i % 10}.wav", np.zeros((10, 2)), 8000)
+    songs = album.collect_songs(sorted(tmp_path.iterdir()))
+    assert len(songs) == 40 and len({s.name for s in songs}) == 40
+    assert songs[39].name == "40-track9"
+    rng = np.random.default_rng(0)
+    f = [_features(float(rng.uniform(-25, -8)), rng.normal(0, 3, len(BANDS_HZ))) for _ in songs]
+    goals = album.plan(f, None, -14.0, window=4.0)
+    lufs = np.array([g["integrated_lufs"] for g in goals])
+    assert lufs.max() == -14.0 and lufs.min() >= -18.0 - 1e-9
+    assert sum(i % 4 == 1 for i in range(40)) == 10  # shard 2/4 takes songs 2, 6, 10, ...
