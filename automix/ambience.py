@@ -12,14 +12,18 @@ high 4-12 kHz, the top capped at 0.45 x the sample rate):
 
    - STFT (periodic Hann, ``n_fft`` the power of two nearest 23 ms, hop ``n_fft/4``); band power
      per frame ``P_b[m] = sum over the band's bins of |X|^2``, in dB ``L_b[m]``;
-   - least-squares slopes ``s`` (dB/s) of ``L_b`` over sliding windows of 0.1, 0.2, 0.4 and
-     0.8 s (every frame);
+   - least-squares slopes ``s`` (dB/s) of ``L_b`` over sliding windows of 0.1, 0.2, 0.4, 0.8
+     and 1.6 s (every frame);
    - a window counts as a free decay when its line explains the level well (``R^2 >= 0.9``),
      falls by at least 10 dB across the window, and every frame lies within 60 dB of the band's
      loudest frame and 10 dB above its floor (the 5th percentile of the frames' levels);
-   - the decay rate is the median of the fastest quarter of the counted slopes, and
-     ``RT60 = -60 / s``; ``None`` when fewer than 8 windows count (no offsets: a continuous
-     signal, or too short).
+   - per window length with at least 8 counted windows, the decay rate is the median of the
+     fastest quarter of its slopes, ``RT60 = -60 / s``; the window length that reads is the one
+     whose own estimate puts the drop across the window closest to 25 dB (short windows for
+     short decays, long ones for long decays: a window much shorter than the decay is fooled by
+     level fluctuations, a much longer one runs into the floor), which reads 0.3 to 5 s;
+     ``None`` when no length has 8 windows (no offsets: a continuous signal, too short, or a
+     decay too long for the gaps).
 2. **Inter-channel coherence** per band, from Welch cross and auto spectra (periodic Hann,
    ``n_fft`` the power of two nearest 46 ms, 50 % overlap, complete segments): ``sum_band |S_LR| /
    sum_band sqrt(S_LL S_RR)``, the magnitude coherence averaged over the band's bins weighted by
@@ -44,7 +48,8 @@ import numpy as np
 import scipy.signal
 
 BANDS = (("low", 100.0, 500.0), ("mid", 500.0, 4000.0), ("high", 4000.0, 12000.0))
-FIT_WINDOWS_S = (0.1, 0.2, 0.4, 0.8)
+FIT_WINDOWS_S = (0.1, 0.2, 0.4, 0.8, 1.6)
+TARGET_DROP_DB = 25.0
 MIN_R2 = 0.9
 MIN_DROP_DB = 10.0
 RANGE_DB = 60.0
@@ -110,13 +115,13 @@ def _window_slopes(levels: np.ndarray, frames: int, hop_s: float):
     return slope, r2
 
 
-def decay_rates(levels: np.ndarray, hop_s: float) -> np.ndarray:
-    """The slopes (dB/s, negative) of every window that counts as a free decay (module doc)."""
-    valid = np.isfinite(levels)
+def decay_rates(levels: np.ndarray, hop_s: float) -> dict:
+    """The slopes (dB/s, negative) of the windows that count as free decays (module doc), by
+    window length (s)."""
     top = levels.max()
     floor = np.percentile(levels, 5)
-    ok = (levels >= top - RANGE_DB) & (levels >= floor + FLOOR_MARGIN_DB) & valid
-    found = []
+    ok = (levels >= top - RANGE_DB) & (levels >= floor + FLOOR_MARGIN_DB)
+    found = {}
     for w_s in FIT_WINDOWS_S:
         frames = max(3, int(round(w_s / hop_s)))
         slope, r2 = _window_slopes(levels, frames, hop_s)
@@ -124,9 +129,8 @@ def decay_rates(levels: np.ndarray, hop_s: float) -> np.ndarray:
             continue
         inside = np.lib.stride_tricks.sliding_window_view(ok, frames).all(axis=1)
         drop = -slope * (frames - 1) * hop_s
-        keep = inside & (r2 >= MIN_R2) & (drop >= MIN_DROP_DB)
-        found.append(slope[keep])
-    return np.concatenate(found) if found else np.empty(0)
+        found[w_s] = slope[inside & (r2 >= MIN_R2) & (drop >= MIN_DROP_DB)]
+    return found
 
 
 def rt60_from_rates(slopes: np.ndarray) -> float | None:
@@ -135,6 +139,20 @@ def rt60_from_rates(slopes: np.ndarray) -> float | None:
         return None
     fastest = np.sort(slopes)[:max(1, int(math.ceil(FASTEST_SHARE * slopes.size)))]
     return float(-60.0 / np.median(fastest))
+
+
+def blind_rt60(levels: np.ndarray, hop_s: float) -> tuple[float | None, float | None, int]:
+    """``(RT60, window length that read it, its number of windows)`` of one band's levels: the
+    window length whose estimate puts the drop across the window closest to 25 dB."""
+    best = None
+    for w_s, slopes in decay_rates(levels, hop_s).items():
+        rt = rt60_from_rates(slopes)
+        if rt is None:
+            continue
+        score = abs(math.log(60.0 * w_s / rt / TARGET_DROP_DB))
+        if best is None or score < best[0]:
+            best = (score, rt, w_s, int(slopes.size))
+    return (None, None, 0) if best is None else best[1:]
 
 
 def coherence(audio: np.ndarray, sample_rate: int) -> list[float | None]:
@@ -185,17 +203,18 @@ def early_late_db(power: np.ndarray, hop_s: float, rt60: float | None) -> float 
 def ambience(audio: np.ndarray, sample_rate: int) -> dict:
     """All three measures of the module docstring for ``audio`` (channels, samples)."""
     levels, power, hop_s, names = band_levels(audio, sample_rate)
-    rts, counts, ratios = [], [], []
+    rts, windows, counts, ratios = [], [], [], []
     for b in range(len(names)):
-        slopes = decay_rates(levels[b], hop_s)
-        rt = rt60_from_rates(slopes)
+        rt, window, count = blind_rt60(levels[b], hop_s)
         rts.append(rt)
-        counts.append(int(slopes.size))
+        windows.append(window)
+        counts.append(count)
         ratios.append(early_late_db(power[b], hop_s, rt))
     return {
         "bands": names,
         "bands_hz": [[lo, hi] for _, lo, hi in band_edges(sample_rate)],
         "rt60_s": rts,
+        "decay_window_s": windows,
         "decay_windows": counts,
         "coherence": coherence(audio, sample_rate),
         "early_late_db": ratios,

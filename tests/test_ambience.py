@@ -47,7 +47,7 @@ def convolve(x, h):
     return np.stack([scipy.signal.fftconvolve(x, h[c])[:x.size] for c in range(2)])
 
 
-@pytest.mark.parametrize("rt60", [0.3, 0.8, 2.0])
+@pytest.mark.parametrize("rt60", [0.3, 0.8, 2.0, 5.0])
 def test_blind_rt60_within_20_percent(rt60):
     y = convolve(dry_material(30, seed=1), exp_noise_ir(rt60, seed=11))
     a = A.ambience(y, SR)
@@ -57,8 +57,9 @@ def test_blind_rt60_within_20_percent(rt60):
     # early/late proxy against the IR's own ratio (first 50 ms over the rest):
     # exp(2 D T) - 1 with D = 3 ln10 / RT60, T = 50 ms
     truth = 10 * math.log10(math.exp(2 * 3 * math.log(10) / rt60 * 0.05) - 1)
-    for got in a["early_late_db"]:
-        assert abs(got - truth) < 4.0, (got, truth)
+    if rt60 <= 2.0:
+        for got in a["early_late_db"]:
+            assert abs(got - truth) < 4.0, (got, truth)
 
 
 def test_reverb_processor_reads_its_rt60():
