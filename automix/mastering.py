@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from . import analysis, background
-from .console.blocks import BLOCK, MasterPre, apply_limiter_inplace
-from .dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_scaled,
-                           log_level, lookahead_samples)
+from .console.blocks import (BLOCK, CompressorProbe, MasterPre, apply_limiter_inplace, compress,
+                             limit_with_envelope)
 from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
 from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_tone,
                     graphic_eq_settings, predict_master)
@@ -28,10 +27,8 @@ PROBE_PARTS, PROBE_PART_S = 6, 10.0
 
 
 def _compress(audio: np.ndarray, comp: dict, sr: int) -> np.ndarray:
-    """``audio`` through the compressor ``comp`` (the render path's kernel): a new array."""
-    y = np.array(audio, dtype=np.float64, order="C")
-    compressor_kernel(y, CompressorParams(comp, sr).array, np.zeros(1))
-    return y
+    """``audio`` through the compressor ``comp`` (the block executor's): a new array."""
+    return compress(audio, comp, sr)
 
 
 def probe_excerpts(audio: np.ndarray, sr: int, parts: int | None = None,
@@ -69,13 +66,13 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
     peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)
     # the compressor's gain moves slowly against K-weighting: K(compressed) ~ K(low) x gain,
     # so the detector level and the K-weighting are computed once for all candidates
-    level, weighted = log_level(low), analysis.k_weight(low, lsr)
+    probe, weighted = CompressorProbe(low), analysis.k_weight(low, lsr)
     best, best_cost = {}, abs(current_lra - target_lra)
     for depth in (6.0, 10.0, 14.0, 18.0):
         for ratio in (1.5, 2.0, 3.0, 4.0):
             comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
                     "release_ms": 300.0, "knee_db": 6.0, "makeup_db": 0.0}
-            gain = compressor_gain(level.copy(), CompressorParams(comp, lsr).array, np.zeros(1))
+            gain = probe.gain(comp, lsr)
             lra = analysis.loudness_range(analysis.short_term_loudness_of_weighted(weighted, lsr, gain))
             cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
             if cost < best_cost:
@@ -172,8 +169,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         if attempt == 1 or not two_passes:
             break
         lim = master["limiter"]
-        limited = limit_scaled(pre, loud["envelope"], gain, lim["ceiling_dbtp"], lim["release_ms"],
-                               lookahead_samples(lim["lookahead_ms"], sr), sr)
+        limited = limit_with_envelope(pre, loud["envelope"], gain, lim, sr)
         got = Target.of({"tonal_balance": analysis.tonal_balance(limited, sr),
                          "width_db": analysis.stereo_width_db(limited)})
         aim = aim.shifted(predict_master(probe_spectra, fitted, sr), got)

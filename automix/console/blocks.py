@@ -20,7 +20,8 @@ import torch
 
 from ..dsp import delay as _delay
 from ..dsp import reverb as _reverb
-from ..dsp.dynamics import CompressorParams, compressor_kernel, limit_in_place, lookahead_samples
+from ..dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_in_place,
+                            limit_scaled, log_level, lookahead_samples)
 from ..dsp.eq import Band, EqState
 from ..dsp.stereo import pan_gains, pan_width_accumulate
 from .graph import MASTER_NAME, route
@@ -286,6 +287,33 @@ TrackStrip = StripNode
 def apply_limiter_inplace(x: np.ndarray, lim: dict, sample_rate: int) -> None:
     """The limiter of settings ``lim`` on ``x`` (2, T) float64 C-contiguous, written over it."""
     PROCESSORS["limiter"]({"limiter": lim}, sample_rate, 2).process(x)
+
+
+def compress(audio: np.ndarray, comp: dict, sample_rate: int) -> np.ndarray:
+    """``audio`` through the compressor ``comp`` (a strip's processor), whole: a new array."""
+    y = np.array(audio, dtype=np.float64, order="C")
+    PROCESSORS["compressor"]({"compressor": comp}, sample_rate, y.shape[0]).process(y, 0)
+    return y
+
+
+class CompressorProbe:
+    """The compressor's gain (linear, per sample) on one signal for many candidate settings:
+    the detector level is computed once (the master stage's loudness-range search)."""
+
+    def __init__(self, x: np.ndarray):
+        self.level = log_level(x)
+
+    def gain(self, comp: dict, sample_rate: int) -> np.ndarray:
+        return compressor_gain(self.level.copy(), CompressorParams(comp, sample_rate).array,
+                               np.zeros(1))
+
+
+def limit_with_envelope(pre: np.ndarray, envelope: np.ndarray, gain_db: float, lim: dict,
+                        sample_rate: int) -> np.ndarray:
+    """The limiter of settings ``lim`` on ``pre`` scaled by ``gain_db``, from the detector
+    envelope the loudness search measured (:func:`automix.dsp.dynamics.limit_scaled`)."""
+    return limit_scaled(pre, envelope, gain_db, lim["ceiling_dbtp"], lim["release_ms"],
+                        lookahead_samples(lim["lookahead_ms"], sample_rate), sample_rate)
 
 
 def render_master(mix: np.ndarray, master: dict, sample_rate: int,
