@@ -222,11 +222,12 @@ class StripNode:
         self.pan = PROCESSORS["pan_width"](entry, sample_rate, channels)
 
     def process(self, block: np.ndarray, out: np.ndarray | None = None, start: int = 0,
-                sends=()) -> np.ndarray:
+                sends=(), owned: bool = False) -> np.ndarray:
         """Add the strip's stereo output for ``block`` (channels, n) to ``out`` (2, n) float64
         C-contiguous (a new zero array if ``None``); returns ``out``.  ``sends``: ``(bus buffer
-        (2, n), amplitude, pre_fader)``, each fed from the tap it names."""
-        x = np.array(block, dtype=np.float64, order="C")  # the strip's own buffer, in place
+        (2, n), amplitude, pre_fader)``, each fed from the tap it names.  ``owned``: ``block``
+        is a float64 C-contiguous buffer the caller no longer needs (processed in place)."""
+        x = block if owned else np.array(block, dtype=np.float64, order="C")  # in place
         self.eq.process(x, start)
         self.comp.process(x, start)
         for buf, amp, pre in sends:
@@ -235,15 +236,10 @@ class StripNode:
         self.fader.process(x, start)
         if out is None:
             out = np.zeros((2, x.shape[1]))
-        if not any(not pre for _, _, pre in sends):
-            self.pan.accumulate(x, self.fader.gain, out)
-            return out
-        own = np.zeros((2, x.shape[1]))
-        self.pan.accumulate(x, self.fader.gain, own)
-        out += own
+        self.pan.accumulate(x, self.fader.gain, out)
         for buf, amp, pre in sends:
-            if not pre:
-                buf += amp * own
+            if not pre:  # the strip's output at the send level, straight into the bus
+                self.pan.accumulate(x, self.fader.gain * amp, buf)
         return out
 
 
@@ -255,8 +251,9 @@ class BusNode:
         self.eq = PROCESSORS["eq"](entry, sample_rate, 2)
         self.fader = PROCESSORS["fader"](entry, sample_rate, 2)
 
-    def process(self, x: np.ndarray, out: np.ndarray, start: int = 0) -> np.ndarray:
-        x = self.proc.process(np.array(x, dtype=np.float64, order="C"), start)
+    def process(self, x: np.ndarray, out: np.ndarray, start: int = 0,
+                owned: bool = False) -> np.ndarray:
+        x = self.proc.process(x if owned else np.array(x, dtype=np.float64, order="C"), start)
         self.eq.process(x, start)
         self.fader.process(x, start)
         out += x * self.fader.gain
@@ -366,11 +363,13 @@ def render_graph(settings: dict, sources, length: int, block: int = BLOCK, progr
             dest = np.zeros((2, n)) if own else (bus if out == MASTER_NAME else inputs[out])
             strip = nodes[node]
             if node[0] == "bus":
-                strip.process(inputs[node], dest, start)
+                strip.process(inputs[node], dest, start, owned=True)
             else:
-                x = sources[node[1]].read(n) if node[0] == "track" else inputs[node]
+                track = node[0] == "track"
+                x = sources[node[1]].read(n) if track else inputs[node]
                 strip.process(x, dest, start,
-                              [(inputs[("bus", k)], a, pre) for k, a, pre in amps[node]])
+                              [(inputs[("bus", k)], a, pre) for k, a, pre in amps[node]],
+                              owned=not track)
             if own:
                 stems_out[names[node]][:, start:start + n] = dest
                 bus += dest
