@@ -129,3 +129,50 @@ def test_unknown_platform_is_one_line_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["master", "--input", str(mix), "--reference", str(mix), "-o",
                  str(tmp_path / "o"), "--formats", "aac"]) == 2
+
+
+def test_ab_switch_keeps_position_and_matches_loudness(master_run, tmp_path):
+    """The report's player script, run by node against a stub page: switching source keeps
+    the play position and playing state, and sets each source's matching gain."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed")
+    _, out, _, _ = master_run
+    page = (out / "report.html").read_text()
+    data = re.search(r"id=ab-data>(.*?)</script>", page).group(1)
+    script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)[-1]
+    stub = """
+const listeners = {};
+const audioEl = {src: '', currentTime: 0, paused: true, readyState: 1, volume: 1,
+            play() { this.paused = false; }, addEventListener() {}};
+const buttons = %s.map(n => ({dataset: {src: n}, classList: {toggle() {}}}));
+const toggle = {};
+global.document = {
+  getElementById: id => id === 'ab-data' ? {textContent: %s} : id === 'ab-audio' ? audioEl : toggle,
+  querySelectorAll: () => buttons,
+};
+""" % (json.dumps(list(json.loads(data))), json.dumps(data))
+    check = """
+const log = [];
+log.push([el.src, el.volume]);
+el.currentTime = 12.5; el.paused = false;
+toggle.onclick();
+log.push([el.src, el.volume, el.currentTime, el.paused]);
+buttons[0].onclick();
+log.push([el.src, el.volume, el.currentTime, el.paused]);
+console.log(JSON.stringify(log));
+"""
+    (tmp_path / "ab.js").write_text(stub + script + check)
+    got = json.loads(subprocess.run([node, str(tmp_path / "ab.js")], capture_output=True,
+                                    text=True, check=True).stdout)
+    srcs = json.loads(data)
+    names = list(srcs)
+    assert got[0][0] == srcs["master"]["file"]
+    assert got[0][1] == pytest.approx(10 ** (srcs["master"]["gain_db"] / 20))
+    nxt = names[(names.index("master") + 1) % len(names)]
+    assert got[1][0] == srcs[nxt]["file"] and got[1][2] == 12.5 and got[1][3] is False
+    assert got[1][1] == pytest.approx(min(1, 10 ** (srcs[nxt]["gain_db"] / 20)))
+    assert got[2][0] == srcs[names[0]]["file"] and got[2][2] == 12.5
