@@ -235,8 +235,20 @@ def _pool(jobs: int):
     if jobs == 1:
         return _InProcess()
     # spawned, not forked: this process already runs threads (torch, the background pool)
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init)
+    return _Pool(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+
+
+class _Pool(ProcessPoolExecutor):
+    """A process pool that, left by an error, Ctrl-C or SIGTERM, stops its workers at once
+    (instead of waiting for the songs in progress) and drops the songs not started."""
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return super().__exit__(exc_type, exc, tb)
+        for proc in list((self._processes or {}).values()):  # our own children
+            proc.terminate()
+        self.shutdown(wait=True, cancel_futures=True)
+        return False
 
 
 # --- the plan -------------------------------------------------------------------------------------
