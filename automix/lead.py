@@ -10,13 +10,13 @@ never overlap two ramps, so between two samples the gain changes by at most
 Finding the lead (:func:`find_lead`)
     Each stem gets a name score (``lead``/``main`` + vocal words 3, ``vocal``/``vox``/``voc``/
     ``voice``/``sing`` 2.5, ``melody``/``solo``/``topline`` 2, backing words such as ``bgv``,
-    ``backing``, ``harmony``, ``choir`` -2) and audio cues measured on a mono copy decimated to
-    about 11 kHz, in 93 ms frames where the stem plays (within 20 dB of its loud level): *pitch
+    ``backing``, ``harmony``, ``choir`` -2) and audio cues measured on the mono sum of the
+    channels in ~46 ms frames where the stem plays (within 20 dB of its loud level): *pitch
     salience* (the largest normalised autocorrelation at lags of 1-12.5 ms, i.e. a fundamental
     of 80-1000 Hz, its 25th percentile over the frames: near 1 for a voice pitched most of the
-    time it plays, low for noise, drums between their hits and dense chords), the
-    *spectral centroid* (a voice or lead instrument sits in 250-3500 Hz) and *activity* (the
-    fraction of the song it plays).  Score = name + 2 x salience + 0.5 [centroid in range]
+    time it plays, low for noise, drums between their hits and dense chords), the *spectral
+    centroid* under 5.5 kHz (a voice or lead instrument sits in 250-3500 Hz) and *activity*
+    (the fraction of the song it plays).  Score = name + 2 x salience + 0.5 [centroid in range]
     + 0.5 [activity >= 15 %].  The best-scoring stem is the lead when it has a name cue or, from
     audio alone, a salience of at least 0.6 with its centroid in range; otherwise there is no
     clear lead and no rider.
@@ -56,7 +56,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.signal
+import scipy.fft
 
 from . import analysis
 from .errors import AutomixError
@@ -67,7 +67,6 @@ MAX_CONTRAST_DB = 3.0
 DEFAULT_RAMP_MS = 1000.0
 LEAD_ACTIVE_LU = 20.0
 MIN_CONTRAST_LU = 0.3
-_FEATURE_SR = 11025
 
 _NAME_CUES = (
     (re.compile(r"(lead|main|solo)[ _.-]*(vo|voc|vox|vocal|voice|sing)"), 3.0),
@@ -152,41 +151,58 @@ def is_vocal_name(name: str) -> bool:
     return any(p.search(low) for p, _ in _NAME_CUES[:2])
 
 
-def audio_cues(audio: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
-    """(pitch salience, spectral centroid Hz, activity) of a stem (module doc)."""
+def audio_cues(audio: np.ndarray, sample_rate: int,
+               hop_power: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(pitch salience, spectral centroid Hz, activity) of a stem (module doc), on frames of
+    about 46 ms at the stem's own rate (levels of every frame; spectra of at most 200 of the
+    frames where it plays, evenly spread).  ``hop_power``: the stem's mean power every
+    :data:`automix.sections.HOP_S` (0.1 s) when the caller has it; the levels are then those
+    of the hops, and each spectrum frame starts a hop."""
     x = np.asarray(audio)
-    mono = (x.mean(axis=0) if x.ndim == 2 else x).astype(np.float32)
-    q = max(1, int(round(sample_rate / _FEATURE_SR)))
-    sr = sample_rate / q
-    y = scipy.signal.resample_poly(mono, 1, q) if q > 1 else mono
-    frame = 1024
-    frames = len(y) // frame
-    if frames < 1:
+    x = x[None] if x.ndim == 1 else x
+    frame = 1 << int(round(math.log2(0.046 * sample_rate)))
+    if hop_power is None:
+        step = frame
+        frames = x.shape[1] // frame
+        if frames < 1:
+            return 0.0, 0.0, 0.0
+        xf = x[:, :frames * frame].reshape(x.shape[0], frames, frame)
+        power = np.einsum("cfh,cfh->f", xf, xf, dtype=np.float64) / (frame * x.shape[0])
+    else:
+        step = int(round(0.1 * sample_rate))
+        power = np.asarray(hop_power, dtype=np.float64)[: max(0, (x.shape[1] - frame) // step + 1)]
+    level = 10 * np.log10(np.maximum(power, 1e-20))
+    if len(level) == 0:
         return 0.0, 0.0, 0.0
-    f = y[:frames * frame].reshape(frames, frame).astype(np.float64)
-    level = 10 * np.log10(np.maximum((f * f).mean(axis=1), 1e-20))
     loud = np.percentile(level, 95)
     on = (level > loud - LEAD_ACTIVE_LU) & (level > -70.0)
     if not on.any():
         return 0.0, 0.0, 0.0
     activity = float(on.mean())
-    f = f[on][:: max(1, int(on.sum()) // 400)]        # at most ~400 frames are plenty
+    idx = np.flatnonzero(on)
+    idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), 200)).astype(np.int64)]
+    f = x[:, (idx * step)[:, None] + np.arange(frame)]
+    f = (f[0] + f[1]) * np.float32(0.5) if len(f) == 2 else f[0].astype(np.float32)
     f = f - f.mean(axis=1, keepdims=True)
-    spec = np.fft.rfft(f * np.hanning(frame), n=2 * frame, axis=1)
-    power = np.abs(spec) ** 2
-    acf = np.fft.irfft(power, axis=1)[:, :frame]
-    lo, hi = int(sr / 1000.0), int(math.ceil(sr / 80.0))
+    spec = scipy.fft.rfft(f * np.hanning(frame).astype(np.float32), n=2 * frame, axis=1)
+    pw = (spec.real ** 2 + spec.imag ** 2).astype(np.float64)
+    acf = scipy.fft.irfft(pw, axis=1)[:, :frame]
+    lo, hi = int(sample_rate / 1000.0), int(math.ceil(sample_rate / 80.0))
     salience = np.max(acf[:, lo:hi + 1], axis=1) / np.maximum(acf[:, 0], 1e-30)
-    freqs = np.fft.rfftfreq(2 * frame, 1.0 / sr)
-    centroid = (power * freqs).sum(axis=1) / np.maximum(power.sum(axis=1), 1e-30)
-    w = power.sum(axis=1)
+    freqs = np.fft.rfftfreq(2 * frame, 1.0 / sample_rate)
+    band = freqs <= 5500.0             # the centroid of what a voice carries, whatever the rate
+    w = pw[:, band].sum(axis=1)
+    centroid = (pw[:, band] * freqs[band]).sum(axis=1) / np.maximum(w, 1e-30)
     return (float(np.percentile(salience, 25)), float(np.sum(centroid * w) / max(w.sum(), 1e-30)),
             activity)
 
 
-def find_lead(stems: dict, sample_rate: int, override: str | None = None) -> LeadChoice:
+def find_lead(stems: dict, sample_rate: int, override: str | None = None,
+              hop_power: dict | None = None) -> LeadChoice:
     """The lead stem of ``stems`` ``{name: (channels, samples)}`` (module doc).  ``override``:
-    a stem name (the user's ``--lead NAME``), ``"none"`` (no lead), or None (automatic)."""
+    a stem name (the user's ``--lead NAME``), ``"none"`` (no lead), or None (automatic);
+    ``hop_power``: ``{name: power every 0.1 s}`` when the caller has it (see
+    :func:`audio_cues`)."""
     if override is not None:
         if override.lower() == "none":
             return LeadChoice(None, "--lead none")
@@ -196,7 +212,7 @@ def find_lead(stems: dict, sample_rate: int, override: str | None = None) -> Lea
         return LeadChoice(override, "--lead")
     cues = []
     for name, audio in stems.items():
-        s, c, a = audio_cues(audio, sample_rate)
+        s, c, a = audio_cues(audio, sample_rate, (hop_power or {}).get(name))
         cue = LeadCues(name, name_score(name), s, c, a)
         cue.score = (cue.name_score + 2.0 * s + 0.5 * (250.0 <= c <= 3500.0)
                      + 0.5 * (a >= 0.15))

@@ -26,11 +26,13 @@ Method (Foote's novelty on a self-similarity matrix, on features an engineer wou
    ``MIN_SECTION_S`` (4 s) apart and from the ends (a weaker peak within that distance of a
    stronger one is dropped).
 6. **Beats**: when librosa's beat tracker finds a tempo (at least 8 beats over the song, on a
-   mono sum decimated to about 11 kHz), each boundary moves to the nearest beat. Bars are not
+   mono sum decimated to about 11 kHz; :func:`beat_times`), each boundary moves to the nearest
+   beat within 0.75 of a beat period. Bars are not
    used: librosa has no downbeat tracker, and a wrong bar phase would move a boundary by up to two
    beats.
-7. **Labels**: each section gets the stems (or groups) that play in it (a stem plays when its
-   section level is within ``ACTIVE_DB`` = 20 dB of its loudest section's and above -70 dBFS), a
+7. **Labels**: each section gets the stems (or groups) that play in it (a stem plays when, in at
+   least half of the section's frames, its level is within ``ACTIVE_DB`` = 20 dB of its loudest
+   section's and above -70 dBFS), a
    letter per distinct arrangement in order of appearance (A, B, ...; from a mix alone, per
    loudness class), and its loudness: the energy mean of the 3 s short-term loudness (K-weighted,
    BS.1770) of the sum over the windows centred in the section, in LUFS, with a class word
@@ -45,7 +47,7 @@ import string
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.signal
+import scipy.fft
 
 from . import analysis
 from .errors import AutomixError
@@ -62,6 +64,7 @@ ACTIVITY_RANGE_DB = 30.0
 SILENT_DBFS = -70.0
 OCTAVE_EDGES_HZ = (40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 20000)
 BEAT_SR = 11025
+BEAT_HOP = 256
 
 
 @dataclass
@@ -144,16 +147,15 @@ def _level_feature(power: np.ndarray, smooth: int) -> np.ndarray:
 
 
 def _band_shape(mono: np.ndarray, sample_rate: int, hop: int, frames: int) -> np.ndarray:
-    """(9, frames): octave-band power relative to each frame's total, dB / 20, clipped."""
-    n_fft = 1 << max(10, int(math.ceil(math.log2(hop))))
+    """(9, frames): octave-band powers of each hop (Hann window over the hop)."""
+    n_fft = scipy.fft.next_fast_len(hop, real=True)
     x = mono[:hop * frames].astype(np.float32, copy=False).reshape(frames, hop)
-    spec = np.abs(np.fft.rfft(x * np.hanning(hop).astype(np.float32), n=n_fft, axis=1)) ** 2
+    spec = scipy.fft.rfft(x * np.hanning(hop).astype(np.float32), n=n_fft, axis=1)
+    spec = spec.real ** 2 + spec.imag ** 2
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    edges = np.asarray(OCTAVE_EDGES_HZ, dtype=np.float64)
-    idx = np.searchsorted(freqs, edges)
+    idx = np.searchsorted(freqs, np.asarray(OCTAVE_EDGES_HZ, dtype=np.float64))
     csum = np.concatenate([np.zeros((frames, 1)), np.cumsum(spec, axis=1, dtype=np.float64)], 1)
-    bands = (csum[:, idx[1:]] - csum[:, idx[:-1]]).T            # (9, frames)
-    return bands
+    return (csum[:, idx[1:]] - csum[:, idx[:-1]]).T
 
 
 def _shape_features(bands: np.ndarray, smooth: int) -> np.ndarray:
@@ -213,31 +215,58 @@ def pick_peaks(novelty: np.ndarray, threshold: float, min_gap: int) -> np.ndarra
 
 
 def beat_times(mono: np.ndarray, sample_rate: int) -> tuple[float | None, np.ndarray]:
-    """librosa's tempo and beat times of ``mono``; ``(None, [])`` when it finds no beat."""
+    """librosa's tempo and beat times of ``mono``; ``(None, [])`` when it finds no beat.
+
+    The onset envelope comes from a copy decimated to about 11 kHz by block averaging (onsets
+    survive the aliasing), hop 256 (23 ms); the tempo is estimated on at most the middle 60 s
+    of the envelope, then the beats are tracked over the whole song at that tempo.  Where the
+    tracker leaves a gap (a break without drums), the grid is filled with evenly spaced beats,
+    so that a boundary inside the break still lands on the beat."""
     import librosa  # lazy: a heavy import
 
     q = max(1, int(round(sample_rate / BEAT_SR)))
-    y = scipy.signal.resample_poly(mono.astype(np.float32), 1, q) if q > 1 else mono
+    n = len(mono) // q
+    y = mono[:n * q].reshape(n, q).mean(axis=1, dtype=np.float32) if q > 1 else mono
     sr = sample_rate / q
-    if not np.any(y):
+    if n < 4 * BEAT_HOP or not np.any(y):
         return None, np.zeros(0)
-    env = librosa.onset.onset_strength(y=y.astype(np.float32), sr=sr, hop_length=256)
-    tempo, beats = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=256)
-    tempo = float(np.atleast_1d(tempo)[0])
-    if len(beats) < 8 or not tempo > 0:
+    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=BEAT_HOP, n_fft=1024)
+    per_s = sr / BEAT_HOP
+    span = int(60 * per_s)
+    mid = max(0, (len(env) - span) // 2)
+    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env[mid:mid + span], sr=sr,
+                                                      hop_length=BEAT_HOP))[0])
+    if not tempo > 0:
         return None, np.zeros(0)
-    return tempo, librosa.frames_to_time(beats, sr=sr, hop_length=256)
+    _, beats = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=BEAT_HOP,
+                                       bpm=tempo)
+    if len(beats) < 8:
+        return None, np.zeros(0)
+    return tempo, fill_gaps(librosa.frames_to_time(beats, sr=sr, hop_length=BEAT_HOP),
+                            60.0 / tempo)
+
+
+def fill_gaps(beats_s: np.ndarray, period: float) -> np.ndarray:
+    """Beats with every gap longer than 1.5 periods filled by evenly spaced beats."""
+    out = [beats_s[:1]]
+    for a, b in zip(beats_s[:-1], beats_s[1:]):
+        k = int(round((b - a) / period))
+        if b - a > 1.5 * period and k > 1:
+            out.append(a + (b - a) * np.arange(1, k) / k)
+        out.append(np.array([b]))
+    return np.concatenate(out)
 
 
 def snap(times_s: np.ndarray, beats_s: np.ndarray, tempo: float | None) -> np.ndarray:
-    """Each time moved to the nearest beat (when it is within one beat period)."""
+    """Each time moved to the nearest beat when that is within 0.75 of a beat period (the
+    tracker's beats wander by a tenth of a period or so around the true grid)."""
     if tempo is None or len(beats_s) == 0 or len(times_s) == 0:
         return np.asarray(times_s, dtype=np.float64)
     period = 60.0 / tempo
     idx = np.clip(np.searchsorted(beats_s, times_s), 1, len(beats_s) - 1)
     near = np.where(np.abs(beats_s[idx - 1] - times_s) <= np.abs(beats_s[idx] - times_s),
                     beats_s[idx - 1], beats_s[idx])
-    out = np.where(np.abs(near - times_s) <= period, near, times_s)
+    out = np.where(np.abs(near - times_s) <= 0.75 * period, near, times_s)
     return np.unique(np.round(out, 6))
 
 
@@ -245,11 +274,20 @@ def snap(times_s: np.ndarray, beats_s: np.ndarray, tempo: float | None) -> np.nd
 # entry points
 # ---------------------------------------------------------------------------------------------
 
-def find_sections(stems: dict, sample_rate: int, groups: dict | None = None,
-                  use_beats: bool = True) -> SectionAnalysis:
-    """Sections of a song from its stems ``{name: (channels, samples)}`` (module doc).
+@dataclass
+class StemFeatures:
+    """Per-stem power every ``HOP_S`` and the mono sum: what the section finder reads of the
+    stems (also what :func:`automix.lead.find_lead` can reuse)."""
+    names: list
+    power: np.ndarray           # (stems, frames) mean power per hop
+    mono: np.ndarray            # (samples,) float32
+    hop: int
+    frames: int
 
-    ``groups`` (``{group: [stem names]}``) labels sections by group instead of by stem."""
+
+def stem_features(stems: dict, sample_rate: int, mono: np.ndarray | None = None) -> StemFeatures:
+    """:class:`StemFeatures` of ``stems`` ``{name: (channels, samples)}``; ``mono``: the mono
+    sum when the caller has it."""
     if not stems:
         raise AutomixError("sections need at least one stem")
     arrays = {k: _channels(v) for k, v in stems.items()}
@@ -258,24 +296,41 @@ def find_sections(stems: dict, sample_rate: int, groups: dict | None = None,
     frames = n // hop
     if frames < 4:
         raise AutomixError("the song is too short to find sections (under 0.4 s)")
-    smooth = max(1, int(round(SMOOTH_S / HOP_S)))
     names = list(arrays)
     power = np.zeros((len(names), frames))
-    mono = np.zeros(n, dtype=np.float32)
+    total = mono is None
+    if total:
+        mono = np.zeros(n, dtype=np.float32)
     for i, name in enumerate(names):
         a = arrays[name]
-        if a.shape[1] < n:
-            a = np.pad(a, [(0, 0), (0, n - a.shape[1])])
-        power[i] = _frame_power(a, hop, frames)
-        mono += a.mean(axis=0, dtype=np.float32)
-    levels = _db(_smooth(power, smooth))
-    act = activity(levels)
-    shape = _shape_features(_band_shape(mono, sample_rate, hop, frames),
-                            smooth)
-    features = np.concatenate([act, _level_feature(power.sum(axis=0), smooth),
-                               shape * math.sqrt(SHAPE_WEIGHT["stems"])])
-    return _finish(features, mono, sample_rate, hop, frames, use_beats,
-                   _stem_weighted_sum(arrays, n, sample_rate), names, power, groups)
+        usable = min(frames, a.shape[1] // hop)
+        power[i, :usable] = _frame_power(a, hop, usable)
+        if total:
+            mono[:a.shape[1]] += a.mean(axis=0, dtype=np.float32)
+    return StemFeatures(names, power, mono, hop, frames)
+
+
+def find_sections(stems: dict, sample_rate: int, groups: dict | None = None,
+                  use_beats: bool = True, weighted_sum: np.ndarray | None = None,
+                  features: StemFeatures | None = None) -> SectionAnalysis:
+    """Sections of a song from its stems ``{name: (channels, samples)}`` (module doc).
+
+    ``groups`` (``{group: [stem names]}``) labels sections by group instead of by stem;
+    ``weighted_sum``: the K-weighted stereo sum of the stems when the caller has it (for the
+    loudness labels; computed here otherwise); ``features``: :func:`stem_features` of the
+    stems, when the caller has them."""
+    f = features or stem_features(stems, sample_rate)
+    smooth = max(1, int(round(SMOOTH_S / HOP_S)))
+    act = activity(_db(_smooth(f.power, smooth)))
+    shape = _shape_features(_band_shape(f.mono, sample_rate, f.hop, f.frames), smooth)
+    feats = np.concatenate([act, _level_feature(f.power.sum(axis=0), smooth),
+                            shape * math.sqrt(SHAPE_WEIGHT["stems"])])
+    if weighted_sum is None:
+        arrays = {k: _channels(v) for k, v in stems.items()}
+        weighted_sum = _stem_weighted_sum(arrays, max(a.shape[1] for a in arrays.values()),
+                                          sample_rate)
+    return _finish(feats, f.mono, sample_rate, f.hop, f.frames, use_beats, weighted_sum,
+                   f.names, f.power, groups)
 
 
 def find_sections_in_mix(mix: np.ndarray, sample_rate: int,
@@ -343,12 +398,18 @@ def _label(edges, st, names, power, groups, frame_s) -> list:
     top = max(loud)
     active_sets = []
     if names is not None:
+        # a stem plays in a section when it sounds (within ACTIVE_DB of its loudest section's
+        # level, above SILENT_DBFS) in at least half of the section's frames
+        level = _db(_smooth(power, int(round(SMOOTH_S / HOP_S))))
         lev = np.zeros((len(names), len(edges) - 1))
+        spans = []
         for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
             i0, i1 = int(a / frame_s), max(int(a / frame_s) + 1, int(b / frame_s))
+            spans.append((i0, i1))
             lev[:, k] = _db(power[:, i0:i1].mean(axis=1))
-        best = lev.max(axis=1, keepdims=True)
-        on = (lev >= best - ACTIVE_DB) & (lev > SILENT_DBFS)
+        floor = np.maximum(lev.max(axis=1, keepdims=True) - ACTIVE_DB, SILENT_DBFS)
+        sounding = level > floor
+        on = np.stack([sounding[:, i0:i1].mean(axis=1) >= 0.5 for i0, i1 in spans], axis=1)
         for k in range(len(edges) - 1):
             playing = [nm for i, nm in enumerate(names) if on[i, k]]
             if groups:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import analysis
 from . import lead as lead_mod
 from . import sections as sections_mod
 from .dsp import deesser
@@ -47,14 +48,14 @@ class TimePlan:
     notes: list = field(default_factory=list)
 
 
-def _as_sitting(audio: np.ndarray, track: dict) -> np.ndarray:
+def _fader(track: dict, audio) -> float:
+    """The linear gain a stem sits at in the mix: its fader, the centre's -3 dB pan law for a
+    mono stem (carried on both sides), 0 when muted."""
     if track.get("mute"):
-        return np.zeros((2, audio.shape[-1]), dtype=np.float32)
+        return 0.0
     g = 10.0 ** (float(track.get("gain_db", 0.0)) / 20.0)
-    a = np.asarray(audio, dtype=np.float32)
-    if a.ndim == 1 or a.shape[0] == 1:
-        return np.repeat(a.reshape(1, -1) * np.float32(g / math.sqrt(2.0)), 2, axis=0)
-    return a * np.float32(g)
+    a = np.asarray(audio)
+    return g / math.sqrt(2.0) if a.ndim == 1 or a.shape[0] == 1 else g
 
 
 def plan(stems: dict, settings: dict, *, lead: str | None = None,
@@ -74,27 +75,44 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
     missing = [name for name in tracks if name not in stems]
     if missing:
         raise AutomixError(f"no audio for track {missing[0]!r}")
-    sitting = {name: _as_sitting(stems[name], tracks[name]) for name in tracks}
-    found = sections_mod.find_sections(sitting, sr, groups=groups)
-    out = TimePlan(settings, found.sections)
-    edges = [0.0] + [float(b) for b in found.boundaries_s] + [
-        max(a.shape[-1] for a in sitting.values()) / sr]
+    gain = {name: _fader(tracks[name], stems[name]) for name in tracks}
+    n = max(np.asarray(stems[name]).shape[-1] for name in tracks)
+    mix = np.zeros((2, n), dtype=np.float32)
+    for name in tracks:
+        a = np.asarray(stems[name], dtype=np.float32)
+        mix[:, :a.shape[-1]] += a * np.float32(gain[name])   # (1, n) broadcasts to both sides
+    feats = sections_mod.stem_features({name: stems[name] for name in tracks}, sr,
+                                       mono=mix.mean(axis=0))
+    feats.power *= np.array([gain[name] ** 2 for name in feats.names])[:, None]
+    choice = None if static else lead_mod.find_lead(
+        {k: v for k, v in stems.items() if k in tracks and not tracks[k].get("mute")}, sr, lead,
+        hop_power=dict(zip(feats.names, feats.power)))
+    # K-weighted lead and rest: the K-filter is linear, so their sum is the mix's (one filter
+    # pass each, shared by the sections' loudness, the rider and the contrast)
+    k_lead = lead_st = rest_st = None
+    if choice is not None and choice.name is not None:
+        lead_audio = np.zeros((2, n), dtype=np.float32)
+        a = np.asarray(stems[choice.name], dtype=np.float32)
+        lead_audio[:, :a.shape[-1]] = a * np.float32(gain[choice.name])
+        weighted = analysis.k_weight(mix - lead_audio, sr)           # the rest, for now
+        k_lead = analysis.k_weight(lead_audio, sr)
+        rest_st = analysis.short_term_loudness_of_weighted(weighted, sr)
+        lead_st = analysis.short_term_loudness_of_weighted(k_lead, sr)
+        weighted += k_lead                                           # now the whole mix
+    else:
+        weighted = analysis.k_weight(mix, sr)
+    found = sections_mod.find_sections({}, sr, groups=groups, weighted_sum=weighted,
+                                       features=feats)
+    out = TimePlan(settings, found.sections, lead=choice)
+    edges = [0.0] + [float(b) for b in found.boundaries_s] + [n / sr]
     out.notes.append(f"{len(found.sections)} sections: "
                      + ", ".join(s.label for s in found.sections))
     if static:
         out.notes.append("--static: no automation")
         return out
-    choice = lead_mod.find_lead({k: v for k, v in stems.items() if k in tracks
-                                 and not tracks[k].get("mute")}, sr, lead)
-    out.lead = choice
-    n = max(a.shape[-1] for a in sitting.values())
     gains = {name: np.zeros(len(edges) - 1) for name in tracks}
-    if choice.name is not None:
-        rest = np.zeros((2, n), dtype=np.float32)
-        for name, a in sitting.items():
-            if name != choice.name:
-                rest[:, :a.shape[-1]] += a
-        out.ride = lead_mod.rider_lane(sitting[choice.name], rest, sr, edges, margin)
+    if k_lead is not None:
+        out.ride = lead_mod.rider_from_loudness(lead_st, rest_st, edges, margin)
         gains[choice.name] += np.asarray(out.ride.gains_db)
         lo, hi = min(out.ride.gains_db), max(out.ride.gains_db)
         out.notes.append(f"lead: {choice.name} ({choice.reason}); rider {lo:+.1f}..{hi:+.1f} dB "
@@ -111,10 +129,25 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
     else:
         out.notes.append(f"no lead rider: {choice.reason}")
     if reference is not None and dynamics_amount > 0:
-        ref = sections_mod.find_sections_in_mix(reference, sr)
+        # the reference's sections on a copy decimated to ~11 kHz by block averaging: its
+        # section-to-section loudness spread survives (a shift common to all sections cancels)
+        q = max(1, sr // 11025)
+        m = reference.shape[-1] // q
+        small = np.asarray(reference)[..., :m * q].reshape(-1, m, q).mean(axis=-1)
+        ref = sections_mod.find_sections_in_mix(small, sr / q, use_beats=False)
         ref_spread = lead_mod.contrast_spread([s.loudness_lufs for s in ref.sections],
                                               [s.end_s - s.start_s for s in ref.sections])
-        mix_loud = _section_loudness_after(sitting, gains, edges, sr)
+        if k_lead is not None:
+            # the mix with the ridden lead, window by window: the rest's power plus the
+            # lead's times its section gain squared (lead and rest taken as uncorrelated)
+            centre = np.arange(len(lead_st)) * 0.1 + 1.5
+            k = np.clip(np.searchsorted(edges, centre, side="right") - 1, 0, len(edges) - 2)
+            power = 10 ** (rest_st / 10) + 10 ** ((lead_st + gains[choice.name][k]) / 10)
+            st = 10 * np.log10(power)
+            mix_loud = [sections_mod.section_loudness(st, a, b)
+                        for a, b in zip(edges[:-1], edges[1:])]
+        else:
+            mix_loud = [s.loudness_lufs for s in found.sections]
         out.contrast = lead_mod.contrast_lane(mix_loud, edges, ref_spread, dynamics_amount)
         if out.contrast.lane["points"]:
             for name in tracks:
@@ -128,17 +161,3 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
             t["automation"] = dict(t.get("automation") or {}, gain_db=lane)
     out.settings = new
     return out
-
-
-def _section_loudness_after(sitting: dict, gains: dict, edges, sr: int) -> list:
-    """Section loudness of the sum with each track's section gains applied (block-exact per
-    section; the ramps are ignored)."""
-    from . import analysis
-    n = max(a.shape[-1] for a in sitting.values())
-    total = np.zeros((2, n))
-    bounds = [int(round(e * sr)) for e in edges]
-    for name, a in sitting.items():
-        for k, (i0, i1) in enumerate(zip(bounds[:-1], bounds[1:])):
-            total[:, i0:min(i1, a.shape[-1])] += a[:, i0:i1] * 10.0 ** (gains[name][k] / 20.0)
-    st = analysis.short_term_loudness(total, sr)
-    return [sections_mod.section_loudness(st, a, b) for a, b in zip(edges[:-1], edges[1:])]

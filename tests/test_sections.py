@@ -85,11 +85,14 @@ def test_checkerboard_kernel_signs_and_sums():
     assert k[k > 0].sum() == pytest.approx(1) and k[k < 0].sum() == pytest.approx(-1)
 
 
-def test_snap_moves_to_the_nearest_beat_only_within_a_beat():
+def test_snap_moves_to_the_nearest_beat_and_fills_gaps():
     beats = np.arange(0, 20, 0.5)
     got = sections.snap(np.array([3.2, 7.9, 12.26]), beats, 120.0)
     assert list(got) == [3.0, 8.0, 12.5]
     assert list(sections.snap(np.array([3.2]), beats, None)) == [3.2]
+    assert list(sections.snap(np.array([25.0]), beats, 120.0)) == [25.0]   # beyond the beats
+    gappy = np.concatenate([np.arange(0, 5, 0.5), np.arange(7, 10, 0.5)])
+    assert np.allclose(sections.fill_gaps(gappy, 0.5), np.arange(0, 10, 0.5))
 
 
 def test_too_short_and_empty_are_one_line_errors():
