@@ -345,11 +345,12 @@ class PartitionedConvolution:
         parts = self.fdl.shape[0]
         self.newest = (self.newest + 1) % parts
         self.fdl[self.newest] = scipy.fft.rfft(u, n=2 * self.block)
-        order = (self.newest - np.arange(parts)) % parts
-        spec = np.einsum("pf,cpf->cf", self.fdl[order], self.H)
+        spec = self.fdl[self.newest] * self.H[:, 0]
+        for p in range(1, parts):
+            spec += self.fdl[(self.newest - p) % parts] * self.H[:, p]
         y = scipy.fft.irfft(spec, n=2 * self.block)
         out = y[:, :n] + self.tail[:, :n]
-        self.tail = y[:, self.block:].copy()
+        self.tail = y[:, self.block:]          # a view of this block's own new array
         return out
 
 
