@@ -324,6 +324,25 @@ def render_master(mix: np.ndarray, master: dict, sample_rate: int,
     return out
 
 
+_POOL = None
+
+
+def _strip_pool():
+    """Threads for the track strips (the numba kernels release the GIL); None on one core.
+    Its own pool: a render may run inside a job of :mod:`automix.background`."""
+    global _POOL
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    cores = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1))
+    if cores < 2:
+        return None
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="automix-strip")
+    return _POOL
+
+
 def render_graph(settings: dict, sources, length: int, block: int = BLOCK, progress=None,
                  stems_out: dict | None = None) -> np.ndarray:
     """The mix bus (2, length) float64 of validated ``settings``: tracks (read block by block
@@ -352,12 +371,35 @@ def render_graph(settings: dict, sources, length: int, block: int = BLOCK, progr
         for node in r.order:
             if r.output[node] == MASTER_NAME:
                 stems_out[names[node]] = np.zeros((2, length))
+    tracks = [node for node in r.order if node[0] == "track"]
+    pool = _strip_pool() if len(tracks) > 1 else None
+
+    def track_block(node, start, n):
+        """One track's block into buffers of its own (so tracks run in parallel): its
+        contribution and one buffer per send."""
+        own = np.zeros((2, n))
+        sends = [(np.zeros((2, n)), a, pre) for _, a, pre in amps[node]]
+        nodes[node].process(sources[node[1]].read(n), own, start, sends)
+        return own, [buf for buf, _, _ in sends]
+
     mix = np.empty((2, length))
     for start in range(0, length, block):
         n = min(block, length - start)
         bus = np.zeros((2, n))
         inputs = {node: np.zeros((2, n)) for node in r.order if node[0] != "track"}
-        for node in r.order:
+        # tracks: processed in parallel (the kernels release the GIL), summed in track order
+        # (0 + y = y exactly, so this is the sequential sum's arithmetic: v1 bit-exact)
+        done = (pool.map(track_block, tracks, [start] * len(tracks), [n] * len(tracks))
+                if pool is not None else (track_block(t, start, n) for t in tracks))
+        for node, (own, sent) in zip(tracks, done):
+            out = r.output[node]
+            target = bus if out == MASTER_NAME else inputs[out]
+            target += own
+            if stems_out is not None and out == MASTER_NAME:
+                stems_out[names[node]][:, start:start + n] = own
+            for (k, _, _), buf in zip(amps[node], sent):
+                inputs[("bus", k)] += buf
+        for node in r.order[len(tracks):]:
             out = r.output[node]
             own = stems_out is not None and out == MASTER_NAME
             dest = np.zeros((2, n)) if own else (bus if out == MASTER_NAME else inputs[out])
@@ -365,11 +407,9 @@ def render_graph(settings: dict, sources, length: int, block: int = BLOCK, progr
             if node[0] == "bus":
                 strip.process(inputs[node], dest, start, owned=True)
             else:
-                track = node[0] == "track"
-                x = sources[node[1]].read(n) if track else inputs[node]
-                strip.process(x, dest, start,
+                strip.process(inputs[node], dest, start,
                               [(inputs[("bus", k)], a, pre) for k, a, pre in amps[node]],
-                              owned=not track)
+                              owned=True)
             if own:
                 stems_out[names[node]][:, start:start + n] = dest
                 bus += dest
