@@ -69,10 +69,14 @@ def cmd_render(args) -> int:
     stems = Path(args.stems)
     if not stems.is_dir():
         raise AutomixError(f"{stems}: no such folder")
-    with OutputFolder(args.output, ["mix.wav", "master.wav"], args.force, [stems]) as folder:
+    printed = {} if args.export_stems else None
+    names = ["mix.wav", "master.wav"] + (["stems"] if args.export_stems else [])
+    with OutputFolder(args.output, names, args.force, [stems]) as folder:
         mix, master = render_settings(settings, stems, progress=Progress("rendering"),
-                                      source=str(args.settings))
+                                      source=str(args.settings), stems_out=printed)
         sr = settings["sample_rate"]
+        if printed:
+            _write_printed_stems(folder, printed, sr, args.bit_depth)
         folder.submit(write_audio, folder.path("mix.wav"), mix, sr, args.bit_depth)
         write_audio(folder.path("master.wav"), master, sr, args.bit_depth)
         note = _render_peak_note(settings, master)
@@ -463,10 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
     r = sub.add_parser("render", help="render stems with a settings.json (mix.wav and master.wav)")
     r.add_argument("--stems", required=True, help="folder holding the stems named in the settings")
-    r.add_argument("--settings", required=True, help="settings.json (schema v1)")
+    r.add_argument("--settings", required=True, help="settings.json (schema v1 or v2)")
     r.add_argument("-o", "--output", default="automix-render", help="output folder")
     r.add_argument("--force", action="store_true", help="replace results in an existing folder")
     r.add_argument("--bit-depth", type=_bit_depth, default=24, help="16, 24 (default) or float")
+    r.add_argument("--export-stems", action="store_true",
+                   help="also write stems/NAME.wav (every top-level track, group and bus "
+                        "return; they sum to mix.wav)")
     r.set_defaults(func=cmd_render)
     return parser
 

@@ -146,3 +146,26 @@ def test_stem_mastering_keeps_the_balance(session, tmp_path):
     assert np.abs(written.T - master).max() < 2 ** -22  # 24-bit rounding of the same render
     got = s["analysis"]["master"]["integrated_lufs"]
     assert abs(got - s["analysis"]["reference"]["integrated_lufs"]) < 1.0
+
+
+def test_render_export_stems_of_a_v2_file(session, tmp_path):
+    import soundfile as sf
+
+    from automix.cli import main
+    from automix.settings import save_settings
+
+    root, stems, reference = session
+    settings = {"format": "automix.settings", "version": 2, "sample_rate": SR,
+                "tracks": [{"name": n, "file": f"{n}.wav"} for n in ("kick", "hats", "vox")],
+                "groups": [{"name": "drums", "members": ["kick", "hats"], "gain_db": -3.0}],
+                "buses": [{"name": "echo", "processor": {"type": "delay", "time_ms": 120.0}}],
+                "sends": [{"source": "vox", "bus": "echo", "level_db": -6.0}],
+                "master": {}}
+    save_settings(tmp_path / "s.json", settings)
+    assert main(["render", "--stems", str(stems), "--settings", str(tmp_path / "s.json"),
+                 "--export-stems", "--bit-depth", "float", "-o", str(tmp_path / "o")]) == 0
+    mix, _ = sf.read(tmp_path / "o" / "mix.wav", always_2d=True)
+    printed = sorted(p.name for p in (tmp_path / "o" / "stems").iterdir())
+    assert printed == ["drums.wav", "echo.wav", "vox.wav"]
+    total = sum(sf.read(tmp_path / "o" / "stems" / p, always_2d=True)[0] for p in printed)
+    assert 20 * np.log10(np.abs(total - mix).max() / np.abs(mix).max()) < -90
