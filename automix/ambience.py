@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.fft
 import scipy.signal
 
 BANDS = (("low", 100.0, 500.0), ("mid", 500.0, 4000.0), ("high", 4000.0, 12000.0))
@@ -57,6 +58,7 @@ FLOOR_MARGIN_DB = 10.0
 FASTEST_SHARE = 0.25
 MIN_WINDOWS = 8
 LATE_MS = 50.0
+HOP_DIV = 4
 
 
 def _pow2(seconds: float, sample_rate: int) -> int:
@@ -79,39 +81,49 @@ def band_levels(audio: np.ndarray, sample_rate: int):
     sample, complete frames only; computed in chunks of frames, so memory stays small)."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
     n_fft = _pow2(0.023, sample_rate)
-    hop = n_fft // 4
+    hop = n_fft // HOP_DIV
     if x.shape[1] < n_fft:
         x = np.pad(x, ((0, 0), (0, n_fft - x.shape[1])))
-    window = scipy.signal.get_window("hann", n_fft)          # periodic
+    x = x.astype(np.float32)                                   # the STFT in float32 (speed)
+    window = scipy.signal.get_window("hann", n_fft).astype(np.float32)   # periodic
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     bands = band_edges(sample_rate)
-    member = np.stack([(freqs >= lo) & (freqs < hi) for _, lo, hi in bands]).astype(np.float64)
+    member = np.stack([(freqs >= lo) & (freqs < hi) for _, lo, hi in bands]).astype(np.float32)
     frames = (x.shape[1] - n_fft) // hop + 1
     p = np.zeros((len(bands), frames))
     chunk = 2048
     for c in range(x.shape[0]):
         view = np.lib.stride_tricks.sliding_window_view(x[c], n_fft)[::hop]
         for start in range(0, frames, chunk):
-            spec = np.fft.rfft(view[start:start + chunk] * window, axis=1)
+            spec = scipy.fft.rfft(view[start:start + chunk] * window, axis=1)
             p[:, start:start + chunk] += member @ (spec.real ** 2 + spec.imag ** 2).T
     levels = 10 * np.log10(np.maximum(p, 1e-30))
     return levels, p, hop / sample_rate, [b[0] for b in bands]
 
 
 def _window_slopes(levels: np.ndarray, frames: int, hop_s: float):
-    """Least-squares slope (dB/s) and R^2 of every window of ``frames`` frames: (starts,)."""
-    n = levels.size - frames + 1
+    """Least-squares slope (dB/s) and R^2 of every window of ``frames`` frames: (starts,).
+    Running sums: for the window at ``i``, ``S = sum y``, ``K = sum (j - i) y_j``, ``Q = sum y^2``;
+    slope ``= hop (K - (m-1)/2 S) / stt``, ``ss_tot = Q - S^2 / m``."""
+    m = frames
+    n = levels.size - m + 1
     if n <= 0:
         return np.empty(0), np.empty(0)
-    t = np.arange(frames) * hop_s
-    tc = t - t.mean()
-    stt = (tc * tc).sum()
-    windows = np.lib.stride_tricks.sliding_window_view(levels, frames)
-    mean = windows.mean(axis=1)
-    slope = windows @ tc / stt
-    ss_tot = ((windows - mean[:, None]) ** 2).sum(axis=1)
+    t = np.arange(m) * hop_s
+    stt = ((t - t.mean()) ** 2).sum()
+    j = np.arange(levels.size, dtype=np.float64)
+
+    def window_sums(v):
+        c = np.concatenate(([0.0], np.cumsum(v)))
+        return c[m:] - c[:n]
+
+    s = window_sums(levels)
+    k = window_sums(j * levels) - j[:n] * s
+    q = window_sums(levels * levels)
+    slope = hop_s * (k - (m - 1) / 2 * s) / stt
+    ss_tot = np.maximum(q - s * s / m, 0.0)
     ss_res = ss_tot - slope * slope * stt
-    r2 = np.where(ss_tot > 0, 1 - ss_res / np.maximum(ss_tot, 1e-300), 0.0)
+    r2 = np.where(ss_tot > 1e-9, 1 - ss_res / np.maximum(ss_tot, 1e-300), 0.0)
     return slope, r2
 
 
