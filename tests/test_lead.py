@@ -68,6 +68,17 @@ def test_rider_holds_within_6_db_and_through_sections_without_the_lead(song):
     assert ride.gains_db[1] == ride.gains_db[2]           # takes the next section's gain
 
 
+def test_rider_evens_out_the_sections_when_the_target_is_out_of_reach(song):
+    voc, acc = song
+    edges = [0.0, 15.0, 30.0]
+    before = _margin(voc, acc, edges)
+    ride = lead.rider_lane(voc, acc, SR, edges, target_margin_db=before.max() + 20.0)
+    after = _margin(lead.lane_apply(voc, ride.lane, SR), acc, edges)
+    assert ride.clipped and max(abs(g) for g in ride.gains_db) <= lead.MAX_RIDE_DB
+    assert np.ptp(after) < 0.5 < 5.0 < np.ptp(before)       # still evened out
+    assert max(ride.gains_db) == lead.MAX_RIDE_DB           # and as close to the target as allowed
+
+
 def test_section_lane_ramps_centred_and_never_overlapping():
     lane = lead.section_lane([0, 10, 11, 30], [0.0, 3.0, -2.0], ramp_ms=1000)
     assert lane["ramp_ms"] == 500.0                        # half the shortest section
@@ -89,6 +100,10 @@ def test_lead_found_by_name_and_by_audio():
     choice = lead.find_lead(anonymous, SR)
     assert choice.name == "track3", [(c.name, round(c.salience, 2), round(c.centroid_hz))
                                      for c in choice.cues]
+    # the same from the 0.1 s hop powers the section finder computes
+    from automix.sections import stem_features
+    f = stem_features(anonymous, SR)
+    assert lead.find_lead(anonymous, SR, hop_power=dict(zip(f.names, f.power))).name == "track3"
     no_lead = {k: anonymous[k] for k in ("track0", "track1")}   # drums and bass only
     assert lead.find_lead(no_lead, SR).name is None
     silent = dict(named, **{"Lead Vox": np.zeros_like(stems["vocal"])})
@@ -106,7 +121,10 @@ def test_lead_override():
 def test_name_cues():
     assert lead.name_score("Lead Vocal") > lead.name_score("vocals") > lead.name_score("melody")
     assert lead.name_score("backing vocals") < lead.name_score("vocals")
-    assert lead.name_score("kick") == 0.0 and lead.name_score("Voc_02") > 0
+    assert lead.name_score("Voc_02") > 0 and lead.name_score("Trumpet") > 0
+    assert lead.name_score("Keys") == 0.0
+    assert lead.name_score("kick") < 0 and lead.name_score("Bass DI") < 0
+    assert lead.name_score("Soft Saw Pad") < 0 and lead.name_score("bass vocal") > 0
 
 
 def test_contrast_lane_follows_the_reference_spread():
