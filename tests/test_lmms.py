@@ -124,3 +124,12 @@ def test_master_dynamics_are_left_out_of_the_stems(tmp_path):
     assert 10 * np.log10(np.sum((pre - sum(stems)) ** 2) / np.sum(pre ** 2)) < -120
     assert 10 * np.log10(np.sum((mix - pre) ** 2) / np.sum(mix ** 2)) > -40   # the limiter did work
     assert meta["solo_sum_residual_db"] < -120
+
+
+def test_the_projects_credits_are_their_own_stanza():
+    """The real copyright file: later stanzas override ``Files: *`` (Crunk is Artistic-2)."""
+    if not lmms.COPYRIGHT.is_file():
+        pytest.skip("lmms-common is not installed")
+    text = lmms.COPYRIGHT.read_text(errors="replace")
+    assert "Artistic-2" in lmms.copyright_stanza("shorties/Crunk(Demo)", text)
+    assert "CC-BY-SA-3" in lmms.copyright_stanza("demos/Alf42red-Mauiwowi", text)

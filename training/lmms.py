@@ -490,6 +490,22 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+def write_copyright(folder: Path, project: Path, rel: str | None, copyright_file: Path | None = COPYRIGHT) -> None:
+    """``folder/COPYRIGHT.txt``: the project's stanza of the copyright file, then all of it."""
+    if copyright_file is None or not Path(copyright_file).is_file():
+        return
+    text = Path(copyright_file).read_text(errors="replace")
+    stanza = copyright_stanza(rel or Path(project).stem, text)
+    body = (f"Derived from the LMMS project {project} (Debian lmms-common) by rendering it with lmms.\n"
+            f"Licence and credits of the project (stanza of {copyright_file}):\n\n{stanza or '(no stanza matched)'}"
+            f"\n\n---- full {copyright_file} ----\n\n{text}")
+    path = Path(folder) / "COPYRIGHT.txt"
+    if not path.is_file() or path.read_text(errors="replace") != body:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(body)
+        os.replace(tmp, path)
+
+
 def render_song(project: str | os.PathLike, out_root: str | os.PathLike, *, name: str | None = None,
                 rel: str | None = None, sample_rate: int = SAMPLE_RATE, nice: int = 0,
                 copyright_file: Path | None = COPYRIGHT,
@@ -576,13 +592,7 @@ def render_song(project: str | os.PathLike, out_root: str | os.PathLike, *, name
                         else stem.name.lower(), "tracks": stem.track_names, "grouped_because": stem.reasons,
                         "rms_dbfs": round(20 * np.log10(rms), 2)})
     _write_json(staging / "stems.json", {"stems": entries})
-    if copyright_file is not None and Path(copyright_file).is_file():
-        text = Path(copyright_file).read_text(errors="replace")
-        stanza = copyright_stanza(rel or project.stem, text)
-        (staging / "COPYRIGHT.txt").write_text(
-            f"Derived from the LMMS project {project} (Debian lmms-common) by rendering it with lmms.\n"
-            f"Licence and credits of the project (stanza of {copyright_file}):\n\n{stanza or '(no stanza matched)'}"
-            f"\n\n---- full {copyright_file} ----\n\n{text}")
+    write_copyright(staging, project, rel, copyright_file)
     meta = {"project": str(project), "rel": rel, "sample_rate": sample_rate, "frames": frames,
             "seconds": round(frames / sample_rate, 3), "solo_sum_residual_db": round(res, 2),
             "mixture_vs_premaster_db": round(master_effect, 2),
@@ -614,6 +624,7 @@ def render_dataset(out_root: str | os.PathLike, projects: Sequence[str] = PROJEC
     for n, rel in enumerate(order, 1):
         name = song_id(rel)
         if (out_root / name / "lmms.json").is_file():
+            write_copyright(out_root / name, project_path(rel, project_root), rel)  # kept up to date
             progress(f"[{n}/{len(order)}] {name}: cached")
             done.append(out_root / name)
             continue
