@@ -117,8 +117,17 @@ def test_partitioned_convolution_is_linear_convolution():
     y = np.concatenate([conv.process(u[i:i + 128]) for i in range(0, 1000, 128)], axis=1)
     want = np.stack([np.convolve(u, ir[c])[:1000] for c in range(2)])
     np.testing.assert_allclose(y, want, atol=1e-11)
-    with pytest.raises(ValueError):
-        conv.process(u[:128])  # a short block was the last
+    # calls of any length, in any order, give the same convolution
+    rng2 = np.random.default_rng(5)
+    cuts = np.sort(rng2.choice(np.arange(1, 1000), 12, replace=False))
+    conv = R.PartitionedConvolution(ir, None)
+    pieces = np.split(u, cuts)
+    y = np.concatenate([conv.process(p) for p in pieces], axis=1)
+    assert conv.block == 4096
+    np.testing.assert_allclose(y, want, atol=1e-11)
+    conv = R.PartitionedConvolution(ir, 100)
+    y = np.concatenate([conv.process(p) for p in pieces], axis=1)
+    np.testing.assert_allclose(y, want, atol=1e-11)
 
 
 def test_gradcheck_every_parameter():

@@ -306,12 +306,15 @@ def reverb(x: torch.Tensor, p: dict, sample_rate: float, n_env: int | None = Non
 
 class PartitionedConvolution:
     """Mono-in, multi-channel-out FIR convolution, block by block (uniformly partitioned
-    overlap-add): the IR is cut into partitions of ``block`` samples, each block's spectrum
-    (FFT of 2 x block) is kept in a frequency-domain delay line, and output block ``k`` is
-    ``irfft(sum_p X[k-p] H[p])``'s first half plus the previous block's second half.  Exact linear
-    convolution up to float rounding; deterministic.  ``block`` None: the first call's length.
-    Blocks must be ``block`` samples long (a longer one is split), except the last, which may be
-    shorter."""
+    convolution): the IR is cut into partitions of ``block`` samples ``h_p``; the input, in
+    partitions of the same length ``x_k``, is kept as spectra (FFT of 2 x block) in a
+    frequency-domain delay line; the output of partition ``k`` is the first half of
+    ``irfft(X_k H_0 + sum_{p >= 1} X_{k-p} H_p)`` plus the second half of partition ``k-1``'s.
+    Calls of any length work: a partition not yet complete is transformed with its missing
+    samples as zeros (they cannot reach earlier outputs), so each call's output is exact and
+    there is no latency; calls of exactly ``block`` samples cost one FFT and two inverse FFTs.
+    Exact linear convolution up to float rounding; deterministic for a given sequence of call
+    lengths.  ``block`` None: the first call's length, within 4,096..65,536."""
 
     def __init__(self, ir: np.ndarray, block: int | None):
         self.ir = np.asarray(ir, dtype=np.float64)
@@ -322,35 +325,50 @@ class PartitionedConvolution:
     def _start(self, block: int) -> None:
         ir = self.ir
         self.block = block
-        parts = max(1, -(-ir.shape[-1] // self.block))
-        padded = np.zeros((ir.shape[0], parts * self.block))
+        parts = max(1, -(-ir.shape[-1] // block))
+        padded = np.zeros((ir.shape[0], parts * block))
         padded[:, :ir.shape[-1]] = ir
-        self.H = scipy.fft.rfft(padded.reshape(ir.shape[0], parts, self.block), n=2 * self.block)
-        self.fdl = np.zeros((parts, self.block + 1), dtype=np.complex128)
-        self.newest = parts - 1
-        self.tail = np.zeros((ir.shape[0], self.block))
-        self.ended = False
+        self.H = scipy.fft.rfft(padded.reshape(ir.shape[0], parts, block), n=2 * block)
+        self.past = np.zeros((max(1, parts - 1), block + 1), dtype=np.complex128)  # X_{k-1}, ...
+        self.newest = 0                   # index in ``past`` of X_{k-1}
+        self.older = None                 # sum_{p >= 1} X_{k-p} H_p of the current partition
+        self.cur = np.zeros(block)        # the current partition's input so far
+        self.pos = 0
+        self.tail = np.zeros((ir.shape[0], block))
+
+    def _older(self) -> np.ndarray:
+        parts = self.H.shape[1]
+        acc = np.zeros((self.H.shape[0], self.block + 1), dtype=np.complex128)
+        for p in range(1, parts):
+            acc += self.past[(self.newest - (p - 1)) % self.past.shape[0]] * self.H[:, p]
+        return acc
 
     def process(self, u: np.ndarray) -> np.ndarray:
         """``u`` (n,) float64 -> ``(channels, n)``."""
         n = u.shape[-1]
         if self.block is None:
-            self._start(max(n, 256))
-        if n > self.block:
-            return np.concatenate([self.process(u[i:i + self.block])
-                                   for i in range(0, n, self.block)], axis=-1)
-        if self.ended:
-            raise ValueError("PartitionedConvolution: a short block must be the last")
-        self.ended = n < self.block
-        parts = self.fdl.shape[0]
-        self.newest = (self.newest + 1) % parts
-        self.fdl[self.newest] = scipy.fft.rfft(u, n=2 * self.block)
-        spec = self.fdl[self.newest] * self.H[:, 0]
-        for p in range(1, parts):
-            spec += self.fdl[(self.newest - p) % parts] * self.H[:, p]
-        y = scipy.fft.irfft(spec, n=2 * self.block)
-        out = y[:, :n] + self.tail[:, :n]
-        self.tail = y[:, self.block:]          # a view of this block's own new array
+            self._start(min(max(n, 4096), 1 << 16))
+        B = self.block
+        out = np.empty((self.H.shape[0], n))
+        done = 0
+        while done < n:
+            take = min(B - self.pos, n - done)
+            self.cur[self.pos:self.pos + take] = u[done:done + take]
+            if self.older is None:
+                self.older = self._older()
+            spec = scipy.fft.rfft(self.cur, n=2 * B)
+            y = scipy.fft.irfft(spec * self.H[:, 0] + self.older, n=2 * B)
+            end = self.pos + take
+            out[:, done:done + take] = y[:, self.pos:end] + self.tail[:, self.pos:end]
+            done += take
+            self.pos = end
+            if self.pos == B:             # the partition is complete: into the delay line
+                self.newest = (self.newest + 1) % self.past.shape[0]
+                self.past[self.newest] = spec
+                self.tail = y[:, B:]
+                self.cur = np.zeros(B)
+                self.pos = 0
+                self.older = None
         return out
 
 
