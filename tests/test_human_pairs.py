@@ -180,3 +180,13 @@ def test_config_excludes_the_benchmark_songs():
     cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / "data" / "generic.yaml").read_text())
     assert set(cfg["human"]["exclude_songs"]) == set(human.HELD_OUT)
     hp.EraseConfig.of(cfg["human"]["erase"])  # every key known
+
+
+def test_mixed_pairs_give_distinct_human_examples(tmp_path):
+    from training.datasets import MultitrackDataset, scan_generic
+
+    _song_folder(tmp_path / "human", _synthetic_song(seconds=4.0))
+    base = MultitrackDataset(scan_generic(tmp_path / "human"), crop_seconds=1.0, pad_to_max_tracks=False)
+    mixed = hp.MixedPairs(None, hp.HumanPairDataset(base, None, keep_audio=True), ratio=1.0)
+    a, b = mixed[(0, 0)], mixed[(0, 1)]   # one song: both are that song, different crops/erasures
+    assert not torch.equal(a["stems"], b["stems"])

@@ -261,8 +261,9 @@ class HumanPairDataset(Dataset):
 class MixedPairs(Dataset):
     """Synthetic pairs, with probability ``ratio`` replaced by a human pair (same keys).
 
-    Which source an ``(epoch, index)`` key takes depends only on ``(seed, epoch, index)``; the
-    human dataset is indexed by ``index`` modulo its length. ``ratio`` 1: human pairs only."""
+    Which source an ``(epoch, index)`` key takes depends only on ``(seed, epoch, index)``; a human
+    pair takes song ``index`` modulo the human songs, with its own crop and erasure for every
+    index. ``ratio`` 1: human pairs only."""
 
     def __init__(self, synthetic: Dataset | None, human: Dataset, ratio: float, seed: int = 0):
         if not 0.0 < ratio <= 1.0:
@@ -290,7 +291,8 @@ class MixedPairs(Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, (tuple, list)) else (0, key)
         if self.source(epoch, index) == "human":
-            return self.human[(epoch, int(index) % len(self.human))]
+            # the full index: the song is index % songs, the crop and the erasure depend on all of it
+            return self.human[(epoch, int(index))]
         return self.synthetic[(epoch, index)]
 
 
