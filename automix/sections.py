@@ -3,9 +3,7 @@
 Method (Foote's novelty on a self-similarity matrix, on features an engineer would read):
 
 1. **Frames** every ``HOP_S`` = 0.1 s (the hop of the loudness meters in :mod:`automix.analysis`).
-2. **Features** per frame, smoothed over ``SMOOTH_S`` (levels averaged in dB, floored at
-   -100 dB, so that a step stays centred; band powers averaged before the log, so that a few
-   drum hits move the spectral shape):
+2. **Features** per frame, smoothed over ``SMOOTH_S`` (energies averaged before the log):
 
    * from stems, one *activity* per stem: its level in dB relative to its own loud level
      (95th percentile of its frames), mapped ``-30 dB -> 0 .. 0 dB -> 1`` and clipped (0 under
@@ -131,13 +129,6 @@ def _smooth(p: np.ndarray, frames: int) -> np.ndarray:
     return (c[..., frames:] - c[..., :-frames]) / frames
 
 
-def _smooth_db(power: np.ndarray, frames: int) -> np.ndarray:
-    """Levels in dB (floored at -100) smoothed over ``frames``: averaging in dB keeps a step
-    symmetric (averaging power first moves an entry ``frames / 2`` early, as the log
-    magnifies the first bit of energy)."""
-    return _smooth(np.maximum(_db(power), -100.0), frames)
-
-
 def _db(p):
     return 10.0 * np.log10(np.maximum(p, 1e-20))
 
@@ -151,7 +142,7 @@ def activity(levels_db: np.ndarray) -> np.ndarray:
 
 def _level_feature(power: np.ndarray, smooth: int) -> np.ndarray:
     """(1, frames): the level in dB relative to its 95th percentile, over 12 dB, in [-2.5, 0]."""
-    level = _smooth_db(power[None], smooth)
+    level = _db(_smooth(power[None], smooth))
     return np.clip((level - np.percentile(level, 95)) / 12.0, -2.5, 0.0)
 
 
@@ -170,7 +161,7 @@ def _band_shape(mono: np.ndarray, sample_rate: int, hop: int, frames: int) -> np
 def _shape_features(bands: np.ndarray, smooth: int) -> np.ndarray:
     """Each band's power relative to the frame's total, in dB, clipped at ``SHAPE_FLOOR_DB``,
     over 20 dB (bands smoothed over ``smooth`` frames first)."""
-    b = _smooth(bands, smooth)      # powers averaged: a few hat hits move the shape of a bar
+    b = _smooth(bands, smooth)
     rel = _db(b) - _db(b.sum(axis=0, keepdims=True))
     return np.clip(rel, SHAPE_FLOOR_DB, 0.0) / 20.0
 
@@ -330,7 +321,7 @@ def find_sections(stems: dict, sample_rate: int, groups: dict | None = None,
     stems, when the caller has them."""
     f = features or stem_features(stems, sample_rate)
     smooth = max(1, int(round(SMOOTH_S / HOP_S)))
-    act = activity(_smooth_db(f.power, smooth))
+    act = activity(_db(_smooth(f.power, smooth)))
     shape = _shape_features(_band_shape(f.mono, sample_rate, f.hop, f.frames), smooth)
     feats = np.concatenate([act, _level_feature(f.power.sum(axis=0), smooth),
                             shape * math.sqrt(SHAPE_WEIGHT["stems"])])
@@ -409,7 +400,7 @@ def _label(edges, st, names, power, groups, frame_s) -> list:
     if names is not None:
         # a stem plays in a section when it sounds (within ACTIVE_DB of its loudest section's
         # level, above SILENT_DBFS) in at least half of the section's frames
-        level = _smooth_db(power, int(round(SMOOTH_S / HOP_S)))
+        level = _db(_smooth(power, int(round(SMOOTH_S / HOP_S))))
         lev = np.zeros((len(names), len(edges) - 1))
         spans = []
         for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
