@@ -341,3 +341,19 @@ def test_routing_errors_are_one_line_naming_the_field(edit, message):
         validate(s, "settings.json")
     text = str(err.value)
     assert message in text and "\n" not in text and text.startswith("settings.json: ")
+
+
+def test_parallel_track_strips_give_the_sequential_bits(monkeypatch):
+    settings, stems, _ = whole_graph(4, 30000)
+
+    def run():
+        out = {}
+        mix = blocks.render_graph(settings, [ArraySource(s) for s in stems], 30000, block=4096,
+                                  stems_out=out)
+        return mix, out
+
+    sequential = run()
+    monkeypatch.setattr(blocks, "PARALLEL_MIN_CORES", 1)
+    parallel = run()
+    assert np.array_equal(sequential[0], parallel[0])
+    assert all(np.array_equal(sequential[1][k], parallel[1][k]) for k in sequential[1])
