@@ -178,6 +178,11 @@ def test_tempo_sync():
         x[start:start + 2000] += rng.standard_normal(2000) * np.exp(-np.arange(2000) / 300)
     got = D.tempo_bpm(np.stack([x, x]), sr)
     assert abs(got - bpm) / bpm < 0.03
+    # the same beats split over two stems of different lengths and layouts
+    half = x.copy()
+    half[::2] = 0.0
+    stems = [np.stack([x - half, x - half]), half[None, : n - sr]]
+    assert abs(D.stems_tempo_bpm(stems, sr) - bpm) / bpm < 0.03
     assert D.beats_to_ms(0.75, 120.0) == 375.0
     with pytest.raises(AutomixError, match="silent"):
         D.tempo_bpm(np.zeros((2, sr * 3)), sr)

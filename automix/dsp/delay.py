@@ -299,6 +299,19 @@ def tempo_bpm(audio: np.ndarray, sample_rate: int, max_seconds: float = 60.0) ->
     return bpm
 
 
+def stems_tempo_bpm(stems, sample_rate: int, max_seconds: float = 60.0) -> float:
+    """:func:`tempo_bpm` of the stems' mono sum: ``stems`` a list of (channels, samples) arrays
+    (1 or 2 channels, any lengths; the shorter padded with silence)."""
+    if not stems:
+        raise AutomixError("no stems to take a tempo from")
+    n = max(np.asarray(s).shape[-1] for s in stems)
+    total = np.zeros(n)
+    for s in stems:
+        x = np.atleast_2d(np.asarray(s, dtype=np.float64))
+        total[:x.shape[1]] += x.mean(axis=0)
+    return tempo_bpm(total[None], sample_rate, max_seconds)
+
+
 def beats_to_ms(beats: float, bpm: float) -> float:
     """Delay time of ``beats`` beats (e.g. 0.75 for a dotted eighth) at ``bpm``."""
     if not (bpm > 0 and math.isfinite(bpm)) or not (beats > 0 and math.isfinite(beats)):
