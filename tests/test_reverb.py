@@ -201,3 +201,20 @@ def test_bad_params_one_line_error(bad, match):
     assert "\n" not in str(e.value)
     with pytest.raises(AutomixError, match="missing parameter"):
         R.check_params({"width": 1.0})
+
+
+def test_a_row_in_a_longer_batch_changes_by_less_than_80_db():
+    """Rows of a batch share the longest row's IR length: a short reverb next to a long one
+    differs from itself alone only beyond its own length (below -84 dB) and by the grid's
+    wrap."""
+    sr, T = 16000, 24000
+    x = torch.tensor(np.random.default_rng(4).standard_normal((2, 2, T)) * 0.1)
+    short = params(rt60_low_s=0.5, rt60_mid_s=0.4, rt60_high_s=0.3, predelay_ms=7.7)
+    both = params(2, rt60_low_s=0.5, rt60_mid_s=0.4, rt60_high_s=0.3, predelay_ms=7.7)
+    for k in ("rt60_low_s", "rt60_mid_s", "rt60_high_s"):
+        both[k] = torch.tensor([float(short[k][0]), 3.0], dtype=torch.float64)
+    both["predelay_ms"] = torch.tensor([7.7, 120.0], dtype=torch.float64)
+    alone = R.reverb(x[:1], short, sr)[0]
+    batch = R.reverb(x, both, sr)[0]
+    err = float(((alone - batch) ** 2).sum() / (alone ** 2).sum())
+    assert 10 * math.log10(err) < -80, 10 * math.log10(err)
