@@ -33,6 +33,7 @@ from . import analysis
 from . import lead as lead_mod
 from . import sections as sections_mod
 from .dsp import deesser
+from .dsp.eq import sos_filter_inplace
 from .errors import AutomixError
 from .options import check_lead_margin
 
@@ -46,6 +47,13 @@ class TimePlan:
     contrast: lead_mod.Contrast | None = None
     deesser: dict = field(default_factory=dict)      # track name -> de-esser settings
     notes: list = field(default_factory=list)
+
+
+def _k_weight_inplace(x: np.ndarray, sr: int) -> None:
+    """:func:`automix.analysis.k_weight` of a C-contiguous float64 (2, n) array, in place
+    (the same two biquads and recursion, without its copies of a full-length signal)."""
+    sos = np.array([np.concatenate([b, a]) for b, a in analysis.k_weighting_coefficients(sr)])
+    sos_filter_inplace(sos, x, np.zeros((sos.shape[0], x.shape[0], 2)))
 
 
 def _fader(track: dict, audio) -> float:
@@ -77,12 +85,13 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
         raise AutomixError(f"no audio for track {missing[0]!r}")
     gain = {name: _fader(tracks[name], stems[name]) for name in tracks}
     n = max(np.asarray(stems[name]).shape[-1] for name in tracks)
-    mix = np.zeros((2, n), dtype=np.float32)
+    mix32 = np.zeros((2, n), dtype=np.float32)
     for name in tracks:
         a = np.asarray(stems[name], dtype=np.float32)
-        mix[:, :a.shape[-1]] += a * np.float32(gain[name])   # (1, n) broadcasts to both sides
+        mix32[:, :a.shape[-1]] += a * np.float32(gain[name])   # (1, n) broadcasts to both sides
     feats = sections_mod.stem_features({name: stems[name] for name in tracks}, sr,
-                                       mono=mix.mean(axis=0))
+                                       mono=mix32.mean(axis=0))
+    mix = mix32.astype(np.float64)      # the K-filter works in place on float64
     feats.power *= np.array([gain[name] ** 2 for name in feats.names])[:, None]
     choice = None if static else lead_mod.find_lead(
         {k: v for k, v in stems.items() if k in tracks and not tracks[k].get("mute")}, sr, lead,
@@ -91,16 +100,18 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
     # pass each, shared by the sections' loudness, the rider and the contrast)
     k_lead = lead_st = rest_st = None
     if choice is not None and choice.name is not None:
-        lead_audio = np.zeros((2, n), dtype=np.float32)
-        a = np.asarray(stems[choice.name], dtype=np.float32)
-        lead_audio[:, :a.shape[-1]] = a * np.float32(gain[choice.name])
-        weighted = analysis.k_weight(mix - lead_audio, sr)           # the rest, for now
-        k_lead = analysis.k_weight(lead_audio, sr)
-        rest_st = analysis.short_term_loudness_of_weighted(weighted, sr)
+        k_lead = np.zeros((2, n))
+        a = np.asarray(stems[choice.name])
+        k_lead[:, :a.shape[-1]] = a * gain[choice.name]
+        mix -= k_lead                                                # the rest, for now
+        _k_weight_inplace(mix, sr)
+        _k_weight_inplace(k_lead, sr)
+        rest_st = analysis.short_term_loudness_of_weighted(mix, sr)
         lead_st = analysis.short_term_loudness_of_weighted(k_lead, sr)
-        weighted += k_lead                                           # now the whole mix
+        mix += k_lead                                                # the whole mix again
     else:
-        weighted = analysis.k_weight(mix, sr)
+        _k_weight_inplace(mix, sr)
+    weighted = mix
     found = sections_mod.find_sections({}, sr, groups=groups, weighted_sum=weighted,
                                        features=feats)
     out = TimePlan(settings, found.sections, lead=choice)

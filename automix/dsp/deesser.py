@@ -228,7 +228,7 @@ def sibilance_db(audio: np.ndarray, sample_rate: float, active_db: float = 30.0)
     if frames < 1:
         return None
     f = mono[:frames * n].reshape(frames, n)
-    level = 10 * np.log10(np.maximum((f.astype(np.float64) ** 2).mean(axis=1), 1e-20))
+    level = 10 * np.log10(np.maximum(np.einsum("ij,ij->i", f, f, dtype=np.float64) / n, 1e-20))
     on = (level > np.percentile(level, 95) - active_db) & (level > -70.0)
     if not on.any():
         return None
