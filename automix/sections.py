@@ -25,11 +25,11 @@ Method (Foote's novelty on a self-similarity matrix, on features an engineer wou
 5. **Boundaries**: local maxima of the novelty above ``THRESHOLD`` (0.12), at least
    ``MIN_SECTION_S`` (4 s) apart and from the ends (a weaker peak within that distance of a
    stronger one is dropped).
-6. **Beats**: when librosa's beat tracker finds a tempo (at least 8 beats over the song, on a
-   mono sum decimated to about 11 kHz; :func:`beat_times`), each boundary moves to the nearest
-   beat within 0.75 of a beat period. Bars are not
-   used: librosa has no downbeat tracker, and a wrong bar phase would move a boundary by up to two
-   beats.
+6. **Beats**: when the beat tracker finds a tempo (:func:`beat_times`: spectral-flux onsets of
+   the mono sum decimated to about 11 kHz, tempo from their autocorrelation under a log-normal
+   prior at 120 BPM, beats by Ellis's dynamic programming; at least 8 beats), each boundary
+   moves to the nearest beat within 0.75 of a beat period. Bars are not used: there is no
+   downbeat tracker, and a wrong bar phase would move a boundary by up to two beats.
 7. **Labels**: each section gets the stems (or groups) that play in it (a stem plays when, in at
    least half of the section's frames, its level is within ``ACTIVE_DB`` = 20 dB of its loudest
    section's and above -70 dBFS), a
@@ -214,36 +214,105 @@ def pick_peaks(novelty: np.ndarray, threshold: float, min_gap: int) -> np.ndarra
     return np.asarray(sorted(kept), dtype=np.int64)
 
 
-def beat_times(mono: np.ndarray, sample_rate: int) -> tuple[float | None, np.ndarray]:
-    """librosa's tempo and beat times of ``mono``; ``(None, [])`` when it finds no beat.
-
-    The onset envelope comes from a copy decimated to about 11 kHz by block averaging (onsets
-    survive the aliasing), hop 256 (23 ms); the tempo is estimated on at most the middle 60 s
-    of the envelope, then the beats are tracked over the whole song at that tempo.  Where the
-    tracker leaves a gap (a break without drums), the grid is filled with evenly spaced beats,
-    so that a boundary inside the break still lands on the beat."""
-    import librosa  # lazy: a heavy import
-
+def onset_envelope(mono: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
+    """Spectral flux of ``mono``: a copy decimated to about 11 kHz by block averaging (onsets
+    survive the aliasing), 1024-point Hann frames every ``BEAT_HOP`` (256) samples, the
+    half-wave rectified rise of the log magnitude summed over frequency, mean removed and
+    floored at 0.  Returns the envelope and its frame rate (Hz)."""
     q = max(1, int(round(sample_rate / BEAT_SR)))
     n = len(mono) // q
-    y = mono[:n * q].reshape(n, q).mean(axis=1, dtype=np.float32) if q > 1 else mono
+    y = mono[:n * q].reshape(n, q).mean(axis=1, dtype=np.float32) if q > 1 else \
+        np.asarray(mono, dtype=np.float32)
     sr = sample_rate / q
-    if n < 4 * BEAT_HOP or not np.any(y):
+    frames = (len(y) - 1024) // BEAT_HOP + 1
+    if frames < 8:
+        return np.zeros(0), sr / BEAT_HOP
+    idx = np.arange(frames)[:, None] * BEAT_HOP + np.arange(1024)
+    spec = np.abs(scipy.fft.rfft(y[idx] * np.hanning(1024).astype(np.float32), axis=1))
+    logmag = np.log1p(1000.0 * spec / max(float(spec.max()), 1e-12))
+    flux = np.maximum(np.diff(logmag, axis=0), 0.0).sum(axis=1)
+    flux = np.concatenate([[0.0], flux])
+    return np.maximum(flux - flux.mean(), 0.0), sr / BEAT_HOP
+
+
+def estimate_tempo(env: np.ndarray, rate: float, prior_bpm: float = 120.0) -> float | None:
+    """Tempo (BPM) from the autocorrelation of the onset envelope, weighted by a log-normal
+    prior centred on ``prior_bpm`` (one octave wide), between 50 and 220 BPM (Ellis 2007)."""
+    n = len(env)
+    if n < 4 * rate or not env.any():
+        return None
+    # widen the onsets (a period rarely lands on a whole number of frames: a one-frame click
+    # would correlate better at twice the period, where the rounding error is spread)
+    env = np.convolve(env, [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16], mode="same")
+    spec = np.fft.rfft(env - env.mean(), 2 * n)
+    ac = np.fft.irfft(np.abs(spec) ** 2)[:n]
+    lags = np.arange(int(rate * 60 / 220), min(n - 1, int(rate * 60 / 50)) + 1)
+    bpm = 60.0 * rate / lags
+    weighted = ac[lags] * np.exp(-0.5 * np.log2(bpm / prior_bpm) ** 2)
+    if not weighted.max() > 0:
+        return None
+    k = int(np.argmax(weighted))
+    if 0 < k < len(lags) - 1:      # parabolic interpolation of the peak lag
+        a, b, c = weighted[k - 1], weighted[k], weighted[k + 1]
+        d = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c < 0 else 0.0
+        return float(60.0 * rate / (lags[k] + d))
+    return float(bpm[k])
+
+
+def track_beats(env: np.ndarray, rate: float, tempo: float, tightness: float = 100.0):
+    """Beat frames by dynamic programming (Ellis 2007): the best chain of onsets whose spacing
+    stays near the tempo's period, scored ``onset + max(score(prev) - tightness *
+    log(gap / period)^2)`` over gaps of half to twice the period."""
+    period = 60.0 * rate / tempo
+    n = len(env)
+    norm = env / (env.std() + 1e-12)
+    score = norm.copy()
+    back = np.full(n, -1)
+    lo, hi = max(1, int(round(period / 2))), int(round(2 * period))
+    gaps = np.arange(lo, hi + 1)
+    penalty = -tightness * np.log(gaps / period) ** 2
+    for t in range(lo, n):
+        prev = t - gaps
+        ok = prev >= 0
+        cand = score[prev[ok]] + penalty[ok]
+        j = int(np.argmax(cand))
+        if cand[j] > 0:
+            score[t] = norm[t] + cand[j]
+            back[t] = prev[ok][j]
+    # end on the best-scoring frame among the last period's local maxima
+    tail = np.arange(max(0, n - hi), n)
+    t = int(tail[np.argmax(score[tail])])
+    beats = []
+    while t >= 0:
+        beats.append(t)
+        t = int(back[t])
+    beats = np.asarray(beats[::-1])
+    strong = norm[beats] > 0.1 * norm[beats].mean() if len(beats) else beats
+    return beats[np.flatnonzero(strong)[0]:] if len(beats) and strong.any() else beats
+
+
+def beat_times(mono: np.ndarray, sample_rate: int) -> tuple[float | None, np.ndarray]:
+    """Tempo and beat times of ``mono``; ``(None, [])`` when there is no steady beat.
+
+    Onset envelope (:func:`onset_envelope`), tempo from at most its middle 60 s
+    (:func:`estimate_tempo`), beats over the whole song (:func:`track_beats`).  Where the
+    tracked beats leave a gap (a break without drums), the grid is filled with evenly spaced
+    beats, so that a boundary inside the break still lands on the beat.  (automix's own
+    tracker: librosa's costs about 3 s of CPU per process to import, twice this whole step.)"""
+    env, rate = onset_envelope(mono, sample_rate)
+    if len(env) == 0:
         return None, np.zeros(0)
-    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=BEAT_HOP, n_fft=1024)
-    per_s = sr / BEAT_HOP
-    span = int(60 * per_s)
+    span = int(60 * rate)
     mid = max(0, (len(env) - span) // 2)
-    tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env[mid:mid + span], sr=sr,
-                                                      hop_length=BEAT_HOP))[0])
-    if not tempo > 0:
+    tempo = estimate_tempo(env[mid:mid + span], rate)
+    if tempo is None:
         return None, np.zeros(0)
-    _, beats = librosa.beat.beat_track(onset_envelope=env, sr=sr, hop_length=BEAT_HOP,
-                                       bpm=tempo)
+    beats = track_beats(env, rate, tempo)
     if len(beats) < 8:
         return None, np.zeros(0)
-    return tempo, fill_gaps(librosa.frames_to_time(beats, sr=sr, hop_length=BEAT_HOP),
-                            60.0 / tempo)
+    # frame k's window is centred at k * hop + 512 samples (of the decimated copy)
+    times = (beats * BEAT_HOP + 512) / rate / BEAT_HOP
+    return tempo, fill_gaps(times, 60.0 / tempo)
 
 
 def fill_gaps(beats_s: np.ndarray, period: float) -> np.ndarray:

@@ -100,3 +100,26 @@ def test_too_short_and_empty_are_one_line_errors():
         sections.find_sections({}, SR)
     with pytest.raises(AutomixError, match="too short"):
         sections.find_sections_in_mix(np.zeros((2, 100)), SR)
+
+
+@pytest.mark.parametrize("bpm", [78.0, 95.0, 140.0])
+def test_beat_tracker_on_a_click_track(bpm):
+    rng = np.random.default_rng(int(bpm))
+    n = 30 * SR
+    x = 0.01 * rng.standard_normal(n)
+    period = 60.0 / bpm
+    clicks = np.arange(0.3, 30 - 0.1, period)
+    for t in clicks:
+        i = int(t * SR)
+        x[i:i + 200] += np.exp(-np.arange(200) / 40) * rng.standard_normal(200)
+    tempo, beats = sections.beat_times(x.astype(np.float32), SR)
+    assert tempo == pytest.approx(bpm, rel=0.03)
+    err = np.abs(beats[:, None] - clicks[None]).min(axis=1)
+    assert np.median(err) < 0.03 and len(beats) >= 0.9 * len(clicks)
+
+
+def test_no_tempo_in_noise_or_silence():
+    rng = np.random.default_rng(0)
+    assert sections.beat_times(np.zeros(SR * 10, np.float32), SR) == (None, pytest.approx([]))
+    tempo, beats = sections.beat_times(rng.standard_normal(SR * 10).astype(np.float32), SR)
+    assert tempo is None or len(beats) >= 8          # noise may "find" a beat; never crashes
