@@ -46,6 +46,7 @@ import math
 import string
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import scipy.fft
 
@@ -266,19 +267,10 @@ def track_beats(env: np.ndarray, rate: float, tempo: float, tightness: float = 1
     period = 60.0 * rate / tempo
     n = len(env)
     norm = env / (env.std() + 1e-12)
-    score = norm.copy()
-    back = np.full(n, -1)
     lo, hi = max(1, int(round(period / 2))), int(round(2 * period))
     gaps = np.arange(lo, hi + 1)
     penalty = -tightness * np.log(gaps / period) ** 2
-    for t in range(lo, n):
-        prev = t - gaps
-        ok = prev >= 0
-        cand = score[prev[ok]] + penalty[ok]
-        j = int(np.argmax(cand))
-        if cand[j] > 0:
-            score[t] = norm[t] + cand[j]
-            back[t] = prev[ok][j]
+    score, back = _beat_dp(norm, gaps, penalty)
     # end on the best-scoring frame among the last period's local maxima
     tail = np.arange(max(0, n - hi), n)
     t = int(tail[np.argmax(score[tail])])
@@ -289,6 +281,28 @@ def track_beats(env: np.ndarray, rate: float, tempo: float, tightness: float = 1
     beats = np.asarray(beats[::-1])
     strong = norm[beats] > 0.1 * norm[beats].mean() if len(beats) else beats
     return beats[np.flatnonzero(strong)[0]:] if len(beats) and strong.any() else beats
+
+
+@numba.njit(cache=True, nogil=True)
+def _beat_dp(norm, gaps, penalty):
+    """The forward pass of :func:`track_beats`: best chain score ending at each frame and the
+    frame before it (-1: a chain starts here)."""
+    n = norm.shape[0]
+    score = norm.copy()
+    back = np.full(n, -1)
+    for t in range(gaps[0], n):
+        best, arg = -np.inf, -1
+        for j in range(gaps.shape[0]):
+            p = t - gaps[j]
+            if p < 0:
+                break
+            v = score[p] + penalty[j]
+            if v > best:
+                best, arg = v, p
+        if best > 0:
+            score[t] = norm[t] + best
+            back[t] = arg
+    return score, back
 
 
 def beat_times(mono: np.ndarray, sample_rate: int) -> tuple[float | None, np.ndarray]:
