@@ -133,3 +133,21 @@ def test_the_projects_credits_are_their_own_stanza():
     text = lmms.COPYRIGHT.read_text(errors="replace")
     assert "Artistic-2" in lmms.copyright_stanza("shorties/Crunk(Demo)", text)
     assert "CC-BY-SA-3" in lmms.copyright_stanza("demos/Alf42red-Mauiwowi", text)
+
+
+def test_a_peak_controller_sidechain_groups_its_source_and_targets(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    root = lmms.load_project(_tiny(tmp_path))
+    kick, hat = lmms.song_tracks(root)[0], lmms.song_tracks(root)[1]
+    chain = kick.find("instrumenttrack/fxchain")
+    chain.set("enabled", "1")
+    chain.append(ET.fromstring('<effect name="peakcontrollereffect" on="1"><peakcontrollereffectcontrols '
+                               'effectId="7" base="0.5" amount="-0.5"/></effect>'))
+    root.find("song").append(ET.fromstring('<controllers><Peakcontroller name="c" effectId="7" type="3"/>'
+                                           '</controllers>'))
+    assert [s.track_names for s in lmms.plan_stems(root)[0]] == [["kick"], ["hat", "clap"]]
+    hat.find("instrumenttrack").append(ET.fromstring('<connection><vol id="0"/></connection>'))
+    stems = lmms.plan_stems(root)[0]
+    assert [sorted(s.track_names) for s in stems] == [["clap", "hat", "kick"]]
+    assert any("peak controller" in r for r in stems[0].reasons)

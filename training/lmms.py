@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -179,6 +180,48 @@ def _downstream(start: int, sends: dict[int, list[int]]) -> set[int]:
     return seen
 
 
+def _sidechains(root: ET.Element, tracks: list[ET.Element], bb_instruments: list[ET.Element]) -> dict:
+    """Per peak controller (``pc<index>``): where its effect sits and where the parameters it
+    drives sit, as ``("track", i)``, ``("bb", j)`` or ``("fx", channel)`` locations."""
+    ctrls = root.find("song/controllers")
+    if ctrls is None:
+        return {}
+    peak = {idx: c.get("effectId") for idx, c in enumerate(list(ctrls)) if c.tag.lower() == "peakcontroller"}
+    if not peak:
+        return {}
+    parents = {child: p for p in root.iter() for child in p}
+    song_level = {t: i for i, t in enumerate(tracks)}
+    bb_level = {t: j for j, t in enumerate(bb_instruments)}
+
+    def locate(el):
+        while el is not None:
+            if el.tag == "fxchannel":
+                return ("fx", int(el.get("num", "0")))
+            if el.tag == "track" and el in song_level:
+                return ("track", song_level[el])
+            if el.tag == "track" and el in bb_level:
+                return ("bb", bb_level[el])
+            el = parents.get(el)
+        return None
+
+    out = {f"pc{idx}": (set(), set()) for idx in peak}
+    for ctl in root.iter("peakcontrollereffectcontrols"):
+        for idx, eid in peak.items():
+            loc = locate(ctl)
+            if ctl.get("effectId") == eid and loc is not None:
+                out[f"pc{idx}"][0].add(loc)
+    for conn in root.iter("connection"):
+        for ref in conn:
+            try:
+                idx = int(ref.get("id", "-1"))
+            except ValueError:
+                continue
+            loc = locate(conn)
+            if idx in peak and loc is not None:
+                out[f"pc{idx}"][1].add(loc)
+    return out
+
+
 def _bb_patterns_played(track: ET.Element) -> bool:
     return any(t.get("muted", "0") != "1" for t in track.findall("bbtco"))
 
@@ -198,6 +241,8 @@ def plan_stems(root: ET.Element) -> tuple[list[Stem], dict]:
 
     units: list[int] = []          # audible song-level track indices
     keys: dict[int, set[str]] = {}  # resources whose non-linearity ties tracks together
+    chans: dict[int, set[int]] = {}  # mixer channels each unit's audio passes through
+    plays_bb: dict[int, set[int]] = {}  # beat instruments each beat track plays
     skipped = []
     for i, t in enumerate(tracks):
         ttype, name = t.get("type"), t.get("name", f"track {i}")
@@ -207,6 +252,7 @@ def plan_stems(root: ET.Element) -> tuple[list[Stem], dict]:
             skipped.append(f"{name} (muted by the producer)")
             continue
         k: set[str] = set()
+        chans[i], plays_bb[i] = set(), set()
         if ttype == "0":
             if not _has_notes(t):
                 skipped.append(f"{name} (no notes)")
@@ -214,6 +260,7 @@ def plan_stems(root: ET.Element) -> tuple[list[Stem], dict]:
             it = t.find("instrumenttrack")
             ch = int(it.get("fxch", "0")) if it is not None else 0
             k |= {f"fx{c}" for c in _downstream(ch, sends) if c != 0 and nonlin.get(c)}
+            chans[i] |= _downstream(ch, sends)
         elif ttype == "1":
             if not _bb_patterns_played(t):
                 skipped.append(f"{name} (never played)")
@@ -230,6 +277,8 @@ def plan_stems(root: ET.Element) -> tuple[list[Stem], dict]:
                 it = inst.find("instrumenttrack")
                 ch = int(it.get("fxch", "0")) if it is not None else 0
                 k |= {f"fx{c}" for c in _downstream(ch, sends) if c != 0 and nonlin.get(c)}
+                chans[i] |= _downstream(ch, sends)
+                plays_bb[i].add(j)
                 # one instrument (one effect chain, one voice pool) shared by several beat tracks
                 if it is not None and (_chain_nonlinear(it.find("fxchain"))):
                     k.add(f"bb{j}")
@@ -239,6 +288,20 @@ def plan_stems(root: ET.Element) -> tuple[list[Stem], dict]:
                 continue
         units.append(i)
         keys[i] = k
+
+    # Peak controllers are sidechains: the tracks feeding one and the tracks whose parameters it
+    # moves depend on each other's audio, so they are one stem too.
+    def reached(loc) -> set[int]:
+        kind, x = loc
+        return {u for u in units if (kind == "track" and u == x) or (kind == "bb" and x in plays_bb[u])
+                or (kind == "fx" and x != 0 and x in chans[u])}
+
+    for key, (src, dst) in _sidechains(root, tracks, bb_instruments).items():
+        feeding = set().union(*[reached(loc) for loc in src]) if src else set()
+        moved = set().union(*[reached(loc) for loc in dst]) if dst else set()
+        if feeding and moved:
+            for u in feeding | moved:
+                keys[u].add(key)
 
     # union-find over units sharing a key
     parent = {u: u for u in units}
@@ -269,6 +332,8 @@ def plan_stems(root: ET.Element) -> tuple[list[Stem], dict]:
             if k.startswith("fx"):
                 c = int(k[2:])
                 reasons.append(f"mixer channel {c} ({fx_names.get(c, '')}): {', '.join(nonlin[c])}")
+            elif k.startswith("pc"):
+                reasons.append(f"peak controller {int(k[2:]) + 1} (a sidechain between them)")
             else:
                 reasons.append(f"beat instrument {bb_instruments[int(k[2:])].get('name')} with non-linear effects")
         if len(members) > 1:
@@ -567,7 +632,8 @@ def render_song(project: str | os.PathLike, out_root: str | os.PathLike, *, name
     first = total - len(stems) + 1
     for k, stem in enumerate(stems, first):
         progress(f"{name}: {stem.name} ({k}/{total}; tracks: {', '.join(stem.track_names)})")
-        files.append(rendered(f"stem_{k - first:02d}", solo_copy(pre_root, stem.tracks)))
+        tag = hashlib.sha1(",".join(map(str, stem.tracks)).encode()).hexdigest()[:8]
+        files.append(rendered(f"stem_{k - first:02d}_{tag}", solo_copy(pre_root, stem.tracks)))
 
     mix = _read(mix_wav, frames)
     audio = [_read(f, frames) for f in files]
