@@ -19,7 +19,8 @@ tracks come out late with garbage and carried-over effect state. The stems add u
 where the signal path is linear after the point where tracks meet, so tracks that meet on a mixer
 (FX) channel with a non-linear effect (compressor, limiter, distortion...), or beat/bassline tracks
 that play the same beat instrument whose own chain is non-linear, are rendered together as one
-stem (:func:`plan_stems`). Non-linear effects on the master channel act on the whole sum: stems
+stem (:func:`plan_stems`), and so are the tracks on both sides of a peak-controller sidechain.
+Non-linear effects on the master channel act on the whole sum: stems
 are rendered with them switched off and add up to ``premaster.wav`` (``mixture_vs_premaster_db``
 says how much the master dynamics changed the mix). The residual
 ``10 log10(|premaster - sum(stems)|^2 / |premaster|^2)`` is kept per song in ``lmms.json``
