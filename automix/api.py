@@ -21,7 +21,7 @@ from . import analysis, background
 from .audio import (BlockReader, audio_info, check_finite, is_audio_file, pad_to_length, peak,
                     read_audio, resample, to_stereo)
 from .errors import AutomixError
-from .options import check_ceiling, check_refine_steps, check_target_lufs
+from .options import check_ceiling, check_refine_steps, check_space, check_target_lufs
 from .mastering import (PROBE_MIN_S, PROBE_PART_S, PROBE_PARTS,  # noqa: F401 (the API's names)
                         _compress, _excerpt_starts, _join_faded, _master_notes, choose_compressor,
                         master_stage, measure_mix, probe_excerpts)
@@ -337,7 +337,8 @@ def _stem_spectra(st: _Stems, sr: int, compressors: list[dict]) -> list[Spectra]
             for p, c in zip(st.paths, compressors)]
 
 
-def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audio: bool = True):
+def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audio: bool = True,
+             with_ambience: bool = False):
     """Inputs checked and analysed: (sample rate, stems survey, reference features, reference
     spectra on the mix fit's grid (None unless ``with_spectra``), reference log-mel or None,
     notes)."""
@@ -350,6 +351,11 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audi
     notes += ref_notes
     say("analysing the reference and the stems")
     ref_job = background.submit(analysis.analyze, ref_audio, sr)  # while the stems are read
+    amb_job = None
+    if with_ambience:  # the reference's reverberance, for the space stage (automix.space)
+        from .ambience import ambience
+
+        amb_job = background.submit(ambience, ref_audio, sr)
     ref_spectra_job = None
     if with_spectra:  # the mix fit's grid (the analysis' spectra are on another)
         ref_spectra_job = background.submit(Spectra.of, to_stereo(ref_audio), sr)
@@ -362,6 +368,8 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audi
     st = _survey_stems(stem_paths, sr, length, with_mels=model is not None, keep_audio=keep_audio,
                        root=Path(stems))
     ref_features = ref_job.result()
+    if amb_job is not None:
+        ref_features["ambience"] = amb_job.result()
     notes += [f"{_stem_file(p, Path(stems))} is silent: left out of matching (kept, muted, in "
               "the settings)"
               for p in st.silent]
@@ -401,7 +409,8 @@ def predict_settings(stems, reference, *, model="default", ceiling: float = -1.0
 def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
         model="default", progress=None, on_audio=None, groups: str = "auto",
-        export_stems: bool = False, sample_rate: int | None = None, start=None) -> Result:
+        export_stems: bool = False, sample_rate: int | None = None, start=None,
+        space: float = 1.0) -> Result:
     """Mix and master a folder of stems to a reference track.
 
     Arrays instead of files: ``stems={name: array}`` and ``reference=array`` (each
@@ -420,7 +429,9 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     or ``"none"`` (a flat console); ``export_stems``: also return the printed stems
     (:attr:`Result.stems`); ``start``: the starting point, ``start(survey, model,
     ref_mel) -> (track params, master params or None)`` (default
-    :func:`automix.start.starting_point`: the network's prediction, or the heuristic).
+    :func:`automix.start.starting_point`: the network's prediction, or the heuristic);
+    ``space`` (0..1): how much of the reference's reverberance to add with a reverb send bus
+    (:mod:`automix.space`; 0: none).
     """
     from .grouping import GROUP_MODES, form_groups
 
@@ -428,7 +439,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         return _mix_arrays(stems, reference, sample_rate, target_lufs=target_lufs,
                            ceiling=ceiling, amounts=amounts, refine_steps=refine_steps,
                            device=device, model=model, progress=progress, on_audio=on_audio,
-                           groups=groups, export_stems=export_stems, start=start)
+                           groups=groups, export_stems=export_stems, start=start, space=space)
     if groups not in GROUP_MODES:
         raise AutomixError(f"--groups {groups}: choose {' or '.join(GROUP_MODES)}")
     on_audio = on_audio or (lambda name, audio, sr: None)
@@ -438,8 +449,10 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     net, model_notes = resolve_model(model)
     if net is None and refine_steps == 0:
         raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
+    space = check_space(space)
     sr, st, ref_features, ref_spectra, ref_mel, notes = _prepare(stems, reference, net, say,
-                                                                 with_spectra=refine_steps > 0)
+                                                                 with_spectra=refine_steps > 0,
+                                                                 with_ambience=space > 0)
     notes = model_notes + notes
     if net is not None:
         say("predicting settings")
@@ -459,6 +472,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     if grouped:
         settings["groups"] = grouped
     settings = validate(settings, "automix", tidy=True)
+    notes += _add_space(settings, st, ref_features.get("ambience"), sr, space, say)
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
     # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
@@ -531,6 +545,25 @@ def _mix_arrays(stems: dict, reference, sample_rate, **kwargs) -> Result:
             sf.write(path, _as_audio(reference, "reference").T, sample_rate, subtype="FLOAT")
             reference = path
         return mix(folder, reference, **kwargs)
+
+
+def _add_space(settings: dict, st: _Stems, ref_ambience, sr: int, space: float, say) -> list:
+    """The reverb send bus and sends (:mod:`automix.space`) added to ``settings``; its notes."""
+    from .space import plan_space
+
+    if space <= 0:
+        return []
+    say("setting the space")
+    by_name = {t["name"]: t for t in settings["tracks"]}
+    buses, sends, notes, _ = plan_space(
+        ref_ambience, [st.read(p, sr) for p in st.paths], list(st.names),
+        [by_name[n]["gain_db"] for n in st.names], [by_name[n]["pan"] for n in st.names], sr,
+        amount=space)
+    if buses:
+        settings["buses"] = settings.get("buses", []) + buses
+        settings["sends"] = settings.get("sends", []) + sends
+        settings.update(validate(settings, "automix", tidy=True))  # the fields' defaults
+    return notes
 
 
 def _shift_faders(settings: dict, offset_db: float) -> None:

@@ -281,7 +281,7 @@ def cmd_mix(args) -> int:
             stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), refine_steps=args.refine_steps, device=args.device,
             model=args.model, progress=progress.note, on_audio=on_audio, groups=args.groups,
-            export_stems=args.export_stems))
+            export_stems=args.export_stems, space=args.space))
     return 0
 
 
@@ -436,6 +436,10 @@ def build_mix_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-stems", action="store_true",
                    help="also write stems/NAME.wav: every track outside a group and every "
                         "group, post fader and pan; they sum to mix.wav")
+    p.add_argument("--space", type=_amount, default=1.0, metavar="0..1",
+                   help="reverb of the reference's kind added by a send bus, set so the mix's "
+                        "ambience follows the reference's (default 1; 0: no sends; each send "
+                        "moves by 10*log10(space) dB; a dry reference gives a dry mix)")
     p.set_defaults(func=cmd_mix)
     return p
 

@@ -37,3 +37,10 @@ def check_lead_margin(value) -> float:
     if isinstance(value, bool) or not lo <= float(value) <= hi:
         raise AutomixError(f"--lead-margin {value}: the lead's margin goes from {lo:g} to {hi:g} dB")
     return float(value)
+
+
+def check_space(value) -> float:
+    """``--space``: how much reverb of the reference's kind to add (automix.space): 0..1."""
+    if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+        raise AutomixError(f"--space {value}: space goes from 0 (no reverb sends) to 1")
+    return float(value)

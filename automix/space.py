@@ -1,0 +1,252 @@
+"""Space: a reverb send bus set so the mix's ambience follows the reference's.
+
+Inputs: the reference's blind ambience (:func:`automix.ambience.ambience`: RT60, early/late
+proxy and inter-channel coherence per band), the stems (in memory) and their track faders and
+pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
+
+1. **Is there space to add?**  The reference needs a blind RT60 in the mid band of at least
+   :data:`MIN_RT60_S`; otherwise it reads dry (no free decays, or only very short ones) and the
+   mix stays dry: no bus.
+2. **The reverb** (:mod:`automix.dsp.reverb`, one bus named :data:`BUS`): RT60 low/mid/high =
+   the reference's readings (a band without a reading takes the mid's with the reverb's default
+   ratios 1.2 and 0.53), clamped to the reverb's ranges; width from the reference's mid-band
+   coherence ``c``: the return of width ``w`` has L/R coherence ``(1 - w^2) / (1 + w^2)``, so
+   ``w = sqrt((1 - c) / (1 + c))`` (0.3..1) gives the return the reference's diffuseness; a
+   mono reference (coherence >= 0.99) leaves the width to the mix (1).  Pre-delay 20 ms,
+   early/late -6 dB, return high-pass 150 Hz (keeps the low end clean), low-pass 9 kHz: the
+   reverb's defaults (not measurable blindly with any reliability).
+3. **Each stem's own ambience** (blind RT60 and early/late of its mid, mid band, on the
+   excerpt): a stem with its own decay (RT60 >= :data:`MIN_RT60_S`) already carries a late
+   share ``f_s = 1 / (1 + 10^(el_s / 10))``; the reference's is ``f_r`` likewise; the stem's
+   send is lowered by ``10 log10(1 - f_s / f_r)`` dB, and it gets none when that is under
+   -10 dB (it is about as wet as the reference already).  Stems named bass/sub/kick get no
+   send (the low end stays dry, as engineers keep it).
+4. **Send level, by measurement** (the calibration): on an excerpt of :data:`EXCERPT_S`
+   seconds (the loudest, by the stems' summed energy) the dry mix ``D`` (faders and pans, no EQ
+   or compression) and the reverb's return ``R`` of the sends at 0 dB are rendered once (the
+   reverb's training executor, with a pre-roll so the tail from before the excerpt is there).
+   The mix at common send level ``g`` is ``D + g R``; its band powers per STFT frame are
+   ``|D|^2 + g^2 |R|^2 + 2 g Re(D R*)`` summed over each band's bins (the STFT is linear), so
+   every candidate level costs only the proxy, not a render.  The level whose early/late proxy
+   (mean over the bands the reference reads; the reference's RT60 in the proxy, as the reverb
+   is set to it) is closest to the reference's is chosen (-40..+12 dB in 0.5 dB steps).  When
+   the dry mix already reads at least as wet as the reference (within :data:`WET_MARGIN_DB`),
+   no bus is added.
+5. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
+   energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
+   energy); 0 gives no bus.
+
+The echo bus of issue 18 is not chosen here (no blind measure of a reference's echoes yet).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import torch
+
+from . import ambience as amb
+from .dsp import reverb as rv
+
+BUS = "space"
+MIN_RT60_S = 0.3
+WET_MARGIN_DB = 1.0
+EXCERPT_S = 12.0
+LEVELS_DB = np.arange(-40.0, 12.25, 0.5)
+MIN_SEND_DB = -10.0      # a stem that would need less than this gets no send
+MONO_COHERENCE = 0.99
+DRY_NAMES = re.compile(r"bass|sub|kick", re.I)
+DEFAULT_RATIOS = {"low": 1.8 / 1.5, "high": 0.8 / 1.5}
+
+
+def _spec(name):
+    for key, _, lo, hi, default, _ in rv.SPECS:
+        if key == name:
+            return lo, hi, default
+    raise KeyError(name)
+
+
+def _clamp(name, value):
+    lo, hi, _ = _spec(name)
+    return float(min(hi, max(lo, value)))
+
+
+def reverb_for(ref_amb: dict, sample_rate: int) -> dict | None:
+    """The reverb's processor settings from the reference's ambience (module doc, 2), or None
+    when the reference reads dry."""
+    rts = dict(zip(ref_amb["bands"], ref_amb["rt60_s"]))
+    mid = rts.get("mid")
+    if mid is None or mid < MIN_RT60_S:
+        return None
+    p = {"type": "reverb"}
+    for band in ("low", "mid", "high"):
+        value = rts.get(band)
+        if value is None:
+            value = mid * DEFAULT_RATIOS.get(band, 1.0)
+        p[f"rt60_{band}_s"] = round(_clamp(f"rt60_{band}_s", value), 3)
+    coh = dict(zip(ref_amb["bands"], ref_amb["coherence"])).get("mid")
+    if coh is None or coh >= MONO_COHERENCE:
+        width = 1.0
+    else:
+        width = min(1.0, max(0.3, math.sqrt((1 - coh) / (1 + coh))))
+    p["width"] = round(width, 3)
+    p["predelay_ms"] = _spec("predelay_ms")[2]
+    p["early_late_db"] = _spec("early_late_db")[2]
+    p["hp_hz"] = _spec("hp_hz")[2]
+    p["lp_hz"] = float(min(_spec("lp_hz")[2], 0.45 * sample_rate))
+    return p
+
+
+def _excerpt(stems: list[np.ndarray], sample_rate: int, seconds: float) -> tuple[int, int]:
+    """(start, length) of the loudest ``seconds`` of the stems' summed energy (1 s steps)."""
+    n = max(s.shape[-1] for s in stems)
+    length = min(n, int(seconds * sample_rate))
+    step = sample_rate
+    blocks = max(1, n // step)
+    energy = np.zeros(blocks)
+    for s in stems:
+        m = s[..., :blocks * step].astype(np.float32)
+        e = (m * m).reshape(m.shape[0], -1, step).sum(axis=(0, 2)) if m.shape[-1] >= step \
+            else np.array([float((m * m).sum())])
+        energy[:e.size] += e
+    span = max(1, length // step)
+    if blocks <= span:
+        return 0, length
+    run = np.convolve(energy, np.ones(span), mode="valid")
+    return int(np.argmax(run)) * step, length
+
+
+def _stft_bands(x: np.ndarray, sample_rate: int):
+    """Complex STFT (channels, frames, bins) on the ambience grid, its band membership and hop."""
+    n_fft = amb._pow2(0.023, sample_rate)
+    hop = n_fft // amb.HOP_DIV
+    if x.shape[-1] < n_fft:
+        x = np.pad(x, ((0, 0), (0, n_fft - x.shape[-1])))
+    window = scipy.signal.get_window("hann", n_fft).astype(np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(x.astype(np.float32), n_fft, axis=-1)
+    spec = scipy.fft.rfft(view[:, ::hop] * window, axis=-1)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    bands = amb.band_edges(sample_rate)
+    member = np.stack([(freqs >= lo) & (freqs < hi) for _, lo, hi in bands]).astype(np.float32)
+    return spec, member, hop / sample_rate, [b[0] for b in bands]
+
+
+def stem_ambience(mid: np.ndarray, sample_rate: int) -> tuple[float | None, float | None]:
+    """(blind RT60, early/late dB) of one stem's mid signal in the mid band."""
+    levels, power, hop_s, names = amb.band_levels(mid[None], sample_rate)
+    if "mid" not in names:
+        return None, None
+    b = names.index("mid")
+    rt, _, _ = amb.blind_rt60(levels[b], hop_s)
+    return rt, amb.early_late_db(power[b], hop_s, rt)
+
+
+def _late_share(el_db: float) -> float:
+    return 1.0 / (1.0 + 10 ** (el_db / 10))
+
+
+def _mix_layout(audio: np.ndarray, gain_db: float, pan: float) -> np.ndarray:
+    """A stem through its fader and pan (the render's laws; width, EQ, compressor left out)."""
+    x = np.atleast_2d(audio).astype(np.float64) * 10 ** (gain_db / 20)
+    theta = (pan + 1) * math.pi / 4
+    scale = math.sqrt(2.0) if x.shape[0] == 2 else 1.0
+    return np.stack((x[0] * scale * math.cos(theta), x[-1] * scale * math.sin(theta)))
+
+
+def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
+               gains_db: list[float], pans: list[float], sample_rate: int,
+               amount: float = 1.0) -> tuple[list, list, list[str], dict]:
+    """``(buses, sends, notes, info)`` for settings.json (module doc); no buses when the
+    reference reads dry, the stems are as wet already, or ``amount`` is 0.  ``info``: the
+    calibration's readings (for benchmarks and tests)."""
+    info: dict = {}
+    if amount <= 0:
+        return [], [], ["space 0: no reverb added"], info
+    if ref_amb is None:
+        return [], [], [], info
+    proc = reverb_for(ref_amb, sample_rate)
+    if proc is None:
+        return [], [], ["space: the reference reads dry (no decay of at least "
+                        f"{MIN_RT60_S:g} s): no reverb added"], info
+    info["reverb"] = proc
+    ref_el = dict(zip(ref_amb["bands"], ref_amb["early_late_db"]))
+    ref_rt = dict(zip(ref_amb["bands"], ref_amb["rt60_s"]))
+    start, length = _excerpt(stems, sample_rate, EXCERPT_S)
+    pre = min(start, int(1.4 * max(proc[f"rt60_{b}_s"] for b in ("low", "mid", "high"))
+                         * sample_rate))
+    lo, hi = start - pre, start + length
+
+    # each stem's own ambience -> its send offset (dB) or None (no send)
+    f_ref = _late_share(ref_el["mid"]) if ref_el.get("mid") is not None else None
+    offsets, wet_names = [], []
+    dry = np.zeros((2, length))
+    send = np.zeros(hi - lo)
+    for audio, name, g, pan in zip(stems, names, gains_db, pans):
+        piece = np.atleast_2d(audio)[:, lo:hi].astype(np.float64)
+        if piece.shape[-1] < hi - lo:
+            piece = np.pad(piece, ((0, 0), (0, hi - lo - piece.shape[-1])))
+        placed = _mix_layout(piece, g, pan)
+        dry += placed[:, pre:]
+        offset = 0.0
+        if DRY_NAMES.search(name):
+            offset = None
+        elif f_ref is not None:
+            rt_s, el_s = stem_ambience(piece.mean(axis=0)[pre:], sample_rate)
+            if rt_s is not None and el_s is not None and rt_s >= MIN_RT60_S:
+                need = 1.0 - _late_share(el_s) / f_ref
+                offset = 10 * math.log10(need) if need > 10 ** (MIN_SEND_DB / 10) else None
+                if offset is None:
+                    wet_names.append(name)
+        offsets.append(offset)
+        if offset is not None:
+            send += placed.mean(axis=0) * 10 ** (offset / 20)
+    info["offsets_db"] = dict(zip(names, offsets))
+    if not any(o is not None for o in offsets):
+        return [], [], ["space: every stem is already as wet as the reference (or kept dry): "
+                        "no reverb added"], info
+
+    # the return of the sends at 0 dB on the excerpt (pre-roll dropped)
+    p = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in proc.items() if k != "type"}
+    ret = rv.reverb(torch.from_numpy(send)[None, None], p, sample_rate)[0].numpy()[:, pre:]
+
+    # band powers of D + g R for every candidate g, from one STFT of each
+    sd, member, hop_s, bands = _stft_bands(dry, sample_rate)
+    sr_ = _stft_bands(ret, sample_rate)[0]
+    pd = np.einsum("bk,cfk->bf", member, (sd.real ** 2 + sd.imag ** 2))
+    pr = np.einsum("bk,cfk->bf", member, (sr_.real ** 2 + sr_.imag ** 2))
+    pc = np.einsum("bk,cfk->bf", member, (sd * sr_.conj()).real)
+    use = [i for i, b in enumerate(bands) if ref_el.get(b) is not None and ref_rt.get(b)]
+
+    def proxy(gain):
+        power = np.maximum(pd + gain * gain * pr + 2 * gain * pc, 0.0)
+        vals = [amb.early_late_db(power[i], hop_s, ref_rt[bands[i]]) for i in use]
+        diffs = [v - ref_el[bands[i]] for v, i in zip(vals, use) if v is not None]
+        return float(np.mean(diffs)) if diffs else None
+
+    dry_gap = proxy(0.0)
+    info["dry_gap_db"] = dry_gap
+    if dry_gap is None or dry_gap <= WET_MARGIN_DB:
+        return [], [], ["space: the stems already read as wet as the reference: no reverb "
+                        "added"], info
+    gaps = [(abs(d), level) for level in LEVELS_DB
+            if (d := proxy(10 ** (level / 20))) is not None]
+    best = min(gaps)[1] if gaps else float(LEVELS_DB[-1])
+    info["send_db"] = float(best)
+    info["gap_db"] = proxy(10 ** (best / 20))
+    shift = best + 10 * math.log10(amount)
+    bus = {"name": BUS, "processor": proc, "gain_db": 0.0}
+    sends = [{"source": n, "bus": BUS, "level_db": round(float(np.clip(shift + o, -120, 24)), 2)}
+             for n, o in zip(names, offsets) if o is not None]
+    levels = [s["level_db"] for s in sends]
+    note = (f"space: reverb bus '{BUS}' (RT60 {proc['rt60_low_s']:.2f}/{proc['rt60_mid_s']:.2f}/"
+            f"{proc['rt60_high_s']:.2f} s low/mid/high, width {proc['width']:.2f}), sends "
+            f"{min(levels):.1f}..{max(levels):.1f} dB on {len(sends)} of {len(names)} tracks")
+    skipped = [n for n, o in zip(names, offsets) if o is None]
+    if skipped:
+        note += f"; dry: {', '.join(skipped)}"
+    if wet_names:
+        note += f" ({', '.join(wet_names)} already wet)"
+    return [bus], sends, [note], info

@@ -1,0 +1,176 @@
+"""Space matching (automix/space.py, automix.mix(space=...)): known answers on synthetic
+material (a dry reference gives no buses; a reference convolved with exponential noise of RT60
+1.5 s gives a reverb whose RT60 reads within 20 % and a wetter mix; an already wet stem gets
+less send), --space 0, bit-exact re-render, and bad references (no NaN, true peak under the
+ceiling)."""
+import math
+
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+import automix
+from automix import ambience as A
+from automix.analysis import true_peak_linear
+from automix.errors import AutomixError
+from automix.options import check_space
+from automix.render import render_settings
+from automix.space import plan_space
+
+SR = 22050
+
+
+def notes(seconds, seed, sr=SR):
+    """Sparse dry notes (plucks, tones, bursts of 50-300 ms with gaps: free decays to read)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(seconds * sr))
+    t = 0.2
+    while t < seconds - 1:
+        length, start = int(rng.uniform(0.05, 0.3) * sr), int(t * sr)
+        i = np.arange(length)
+        f = rng.uniform(150, 3000)
+        kind = rng.integers(3)
+        if kind == 0:
+            burst = rng.standard_normal(length) * np.exp(-i / (0.03 * sr))
+        else:
+            burst = sum(np.sin(2 * np.pi * f * k * i / sr) / k for k in range(1, 6))
+        burst *= np.minimum(1, np.minimum(i, length - i) / (0.005 * sr))
+        x[start:start + length] += burst * rng.uniform(0.3, 1)
+        t += rng.uniform(0.4, 2.0)
+    return 0.3 * x / np.abs(x).max()
+
+
+def exp_noise_ir(rt60, seed, sr=SR):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(1.5 * rt60 * sr)) / sr
+    return rng.standard_normal((2, t.size)) * np.exp(-3 * math.log(10) * t / rt60)
+
+
+def wet(x, rt60, seed=5, sr=SR):
+    h = exp_noise_ir(rt60, seed, sr)
+    y = np.stack([scipy.signal.fftconvolve(x, h[c])[:x.size] for c in range(2)])
+    return 0.5 * y / np.abs(y).max()
+
+
+def late_db(audio, rt60, sr=SR):
+    """The mid band's early/late proxy with a fixed RT60 (lower = wetter)."""
+    _, power, hop_s, names = A.band_levels(audio, sr)
+    return A.early_late_db(power[names.index("mid")], hop_s, rt60)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    root = tmp_path_factory.mktemp("space")
+    stems = root / "stems"
+    stems.mkdir()
+    a, b = notes(20, 1), notes(20, 2)
+    sf.write(stems / "keys.wav", a, SR, subtype="FLOAT")
+    sf.write(stems / "perc.wav", b, SR, subtype="FLOAT")
+    dry = np.stack([a + b, a + b])
+    sf.write(root / "dry.wav", (0.5 * dry / np.abs(dry).max()).T, SR, subtype="FLOAT")
+    sf.write(root / "wet.wav", wet(a + b, 1.5).T, SR, subtype="FLOAT")
+    return root, stems
+
+
+def run(session, ref, **kw):
+    root, stems = session
+    return automix.mix(stems, root / ref, model=None, refine_steps=10, **kw)
+
+
+def test_dry_reference_gives_no_buses(session):
+    r = run(session, "dry.wav")
+    assert not r.settings.get("buses") and not r.settings.get("sends")
+    assert any("reads dry" in n or "already read as wet" in n for n in r.notes), r.notes
+
+
+def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session):
+    r = run(session, "wet.wav")
+    (bus,) = r.settings["buses"]
+    proc = bus["processor"]
+    assert proc["type"] == "reverb" and abs(proc["rt60_mid_s"] / 1.5 - 1) < 0.2, proc
+    assert {s["source"] for s in r.settings["sends"]} == {"keys", "perc"}
+    assert any("reverb bus" in n for n in r.notes), r.notes
+    ref_amb = r.analysis["reference"]["ambience"]
+    assert abs(ref_amb["rt60_s"][1] / 1.5 - 1) < 0.2
+    dry = run(session, "wet.wav", space=0.0)
+    assert not dry.settings.get("buses")
+    wet_el, dry_el = late_db(r.mix, 1.5), late_db(dry.mix, 1.5)
+    # wetter than without, and toward the reference's reading
+    assert wet_el < dry_el - 1.5, (wet_el, dry_el)
+    # the blind RT60 of the mix: the dry one reads its notes' decays, the spaced one the reverb's
+    rt_wet, rt_dry = A.ambience(r.mix, SR)["rt60_s"][1], A.ambience(dry.mix, SR)["rt60_s"][1]
+    assert abs(rt_wet / 1.5 - 1) < 0.2 and rt_dry < 0.5, (rt_wet, rt_dry)
+    ref = sf.read(session[0] / "wet.wav", always_2d=True)[0].T
+    assert abs(wet_el - late_db(ref, 1.5)) < abs(dry_el - late_db(ref, 1.5))
+    # half the space: sends 3 dB lower
+    half = run(session, "wet.wav", space=0.5)
+    for s_full, s_half in zip(r.settings["sends"], half.settings["sends"]):
+        assert s_half["level_db"] == pytest.approx(s_full["level_db"] - 10 * math.log10(2),
+                                                   abs=0.02)
+    # automix render reproduces it bit for bit
+    mix, master = render_settings(automix.settings.validate(r.settings, "t"), session[1])
+    assert np.array_equal(mix, r.mix) and np.array_equal(master, r.master)
+    assert 20 * math.log10(true_peak_linear(r.master)) <= -1.0 + 1e-6
+
+
+def test_wet_stem_gets_less_send_than_dry_stem():
+    a, b = notes(20, 3), notes(20, 4)
+    b_wet = b + wet(b, 1.5, seed=9).mean(axis=0)          # its own reverb, with the direct sound
+    ref = wet(a + b, 1.5)
+    ref_amb = A.ambience(ref, SR)
+    buses, sends, _, info = plan_space(ref_amb, [a[None], b_wet[None]], ["dry", "wetstem"],
+                                       [0.0, 0.0], [0.0, 0.0], SR)
+    assert buses
+    levels = {s["source"]: s["level_db"] for s in sends}
+    assert "dry" in levels and levels.get("wetstem", -200) < levels["dry"] - 3, levels
+
+
+def test_space_zero_and_range():
+    ref_amb = A.ambience(wet(notes(10, 1), 1.5), SR)
+    assert plan_space(ref_amb, [notes(10, 2)[None]], ["x"], [0.0], [0.0], SR, amount=0.0)[:2] \
+        == ([], [])
+    assert check_space(0.25) == 0.25
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(AutomixError, match="--space"):
+            check_space(bad)
+
+
+def _reference(kind, sr):
+    x = notes(12, 7, sr)
+    if kind == "cathedral":
+        return wet(x, 8.0, sr=sr)
+    if kind == "gaps":
+        y = wet(x, 1.5, sr=sr)
+        y[:, sr * 3:sr * 7] = 0
+        return y
+    if kind == "short":
+        return wet(x, 1.0, sr=sr)[:, :3 * sr]
+    if kind == "mono":
+        return wet(x, 1.5, sr=sr)[:1]
+    return wet(x, 1.0, sr=sr)
+
+
+@pytest.mark.parametrize("kind,sr", [("cathedral", SR), ("gaps", SR), ("short", SR),
+                                     ("mono", SR), ("plain", 96000)])
+def test_bad_references_plan_finite(kind, sr):
+    ref_amb = A.ambience(_reference(kind, sr), sr)
+    stems = [notes(8, 1, sr)[None], np.stack([notes(8, 2, sr)] * 2)]
+    buses, sends, note, _ = plan_space(ref_amb, stems, ["a", "b"], [0.0, -3.0], [0.3, 0.0], sr)
+    assert note
+    for s in sends:
+        assert math.isfinite(s["level_db"])
+    for bus in buses:
+        p = bus["processor"]
+        assert all(math.isfinite(v) for k, v in p.items() if k != "type")
+        assert p["lp_hz"] < sr / 2
+        if kind == "mono":
+            assert p["width"] == 1.0
+
+
+def test_cathedral_reference_full_job_under_ceiling(tmp_path, session):
+    ref = tmp_path / "cathedral.wav"
+    sf.write(ref, wet(notes(10, 8), 8.0).T, SR, subtype="FLOAT")
+    r = automix.mix(session[1], ref, model=None, refine_steps=10)
+    assert np.isfinite(r.master).all() and np.isfinite(r.mix).all()
+    assert 20 * math.log10(true_peak_linear(r.master)) <= -1.0 + 1e-6
