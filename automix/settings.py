@@ -50,7 +50,11 @@ COMPRESSOR_DEFAULTS = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 10.0, "re
                        "knee_db": 6.0, "makeup_db": 0.0}
 LIMITER_DEFAULTS = {"ceiling_dbtp": -1.0, "lookahead_ms": LIMITER_LOOKAHEAD_MS, "release_ms": 80.0}
 TRACK_DEFAULTS = {"eq": [], "compressor": {}, "gain_db": 0.0, "pan": 0.0, "width": 1.0,
-                  "mute": False, "automation": {}}
+                  "mute": False, "automation": {}, "deesser": {}}
+V2_STRIP_FIELDS = ("automation", "deesser")   # strip fields a version 1 file may not hold
+# a de-esser's fields when present (automix.dsp.deesser.DEFAULTS, rounded as written)
+DEESSER_DEFAULTS = {"threshold_db": -30.0, "ratio": 4.0, "attack_ms": 1.0, "release_ms": 60.0,
+                    "knee_db": 3.0, "freq_hz": 6324.6, "q": 1.05}
 GROUP_DEFAULTS = {"members": [], "output": MASTER_NAME, **TRACK_DEFAULTS}
 BUS_DEFAULTS = {"processor": {}, "eq": [], "gain_db": 0.0, "mute": False, "automation": {},
                 "output": MASTER_NAME}
@@ -240,7 +244,7 @@ def _bool(c: _Checker, value, where):
 
 
 def _track(c: _Checker, t, where):
-    allowed = {"name", "file", *TRACK_DEFAULTS} - ({"automation"} if c.version < 2 else set())
+    allowed = {"name", "file", *TRACK_DEFAULTS} - (set(V2_STRIP_FIELDS) if c.version < 2 else set())
     c.obj(t, where, allowed, ("name", "file"))
     for key in ("name", "file"):
         _name(c, t[key], f"{where}.{key}")
@@ -258,8 +262,16 @@ def _strip(c: _Checker, t, where):
            "mute": _bool(c, t.get("mute", False), f"{where}.mute")}
     if "automation" in t:
         out["automation"] = _automation(c, t["automation"], f"{where}.automation")
+    if "deesser" in t:  # only when given: a strip without one renders as before
+        out["deesser"] = _deesser(c, t["deesser"], f"{where}.deesser")
     return out
 
+
+def _deesser(c: _Checker, value, where):
+    """A strip's de-esser (automix.dsp.deesser): an object, every field optional
+    (DEESSER_DEFAULTS); ``{}`` is the default de-esser, not a bypass (leave the field out)."""
+    c.obj(value, where, set(DEESSER_DEFAULTS))
+    return {k: c.number(value.get(k, d), f"{where}.{k}", k) for k, d in DEESSER_DEFAULTS.items()}
 
 def _automation(c: _Checker, value, where):
     """Automation lanes: ``{"gain_db": {"ramp_ms": ..., "points": [{"time_s", "gain_db"}]}}``."""

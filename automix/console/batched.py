@@ -10,7 +10,8 @@ Parameters are dicts of physical-unit tensors named by the declaration: ``(B, N)
 ``(B, G)`` for groups, ``(B, K)`` for buses, ``(B,)`` for the master.  ``mask`` (B, N) marks real
 tracks (padding is silent and contributes nothing); ``is_stereo`` (B, N) picks the pan law (mono
 sources are carried as two equal channels).  Optional keys: ``"lane_db"`` (B, N|G, T), a gain
-lane already sampled (:func:`lane_curve`); the master's ``"side_eq"`` (a list of
+lane already sampled (:func:`lane_curve`); a strip's de-esser, ``"deesser.threshold_db"`` etc.
+(rows,) (:func:`deess`); the master's ``"side_eq"`` (a list of
 :class:`~automix.dsp.eq.Band` of (B,) tensors) and ``"widener.gain_db"`` / ``"widener.delay_ms"``
 (the delay is whole samples, not differentiable, as the limiter's look-ahead).
 
@@ -22,12 +23,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..dsp import deesser as _deesser
 from ..dsp import delay as _delay
 from ..dsp import reverb as _reverb
 from ..dsp.dynamics import compressor, db_to_amp, limiter, lookahead_samples
 from ..dsp.eq import Band, eq_fsm
 from ..dsp.stereo import apply_width, pan_and_width
-from .graph import LIMITER_LOOKAHEAD_MS, MASTER_NAME, TRACK_EQ_LAYOUT, eq_key
+from .graph import DEESSER_FIELDS, LIMITER_LOOKAHEAD_MS, MASTER_NAME, TRACK_EQ_LAYOUT, eq_key
 
 
 def layout_bands(params: dict, layout=TRACK_EQ_LAYOUT, expand=lambda t: t) -> list[Band]:
@@ -49,6 +51,20 @@ def _col(t):
 
 def eq(x, p, sample_rate):
     return eq_fsm(x, layout_bands(p, expand=_col), sample_rate)
+
+
+def deess(x, p, sample_rate):
+    """The strip's de-esser (:func:`automix.dsp.deesser.deesser`) when ``p`` holds
+    ``deesser.threshold_db`` (rows,); its other ``deesser.*`` keys default as in
+    :data:`automix.dsp.deesser.DEFAULTS`.  A row with ratio 1 passes unchanged (bit for bit:
+    its gain is exactly 1).  Without the keys: bypassed."""
+    if "deesser.threshold_db" not in p:
+        return x
+    q = {k: p.get(f"deesser.{k}", _deesser.DEFAULTS[k]) for k in DEESSER_FIELDS}
+    y, _, _ = _deesser.deesser(x, q["threshold_db"], q["ratio"], q["attack_ms"],
+                               q["release_ms"], sample_rate, knee_db=q["knee_db"],
+                               freq_hz=q["freq_hz"], q=q["q"])
+    return y
 
 
 def compress(x, p, sample_rate):
@@ -121,8 +137,8 @@ def echo(x, p, sample_rate):
 
 
 # processor name (graph.py) -> batched implementation
-PROCESSORS = {"eq": eq, "compressor": compress, "fader": fader, "pan_width": pan_width,
-              "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
+PROCESSORS = {"eq": eq, "deesser": deess, "compressor": compress, "fader": fader,
+              "pan_width": pan_width, "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
 
 
 # --- nodes ------------------------------------------------------------------------------------
@@ -130,6 +146,7 @@ PROCESSORS = {"eq": eq, "compressor": compress, "fader": fader, "pan_width": pan
 def _strip(x, p, is_stereo, sample_rate, taps: bool = False):
     """(rows, 2, T) through a strip; with ``taps``: ``(pre-fader, output)``."""
     x = PROCESSORS["eq"](x, p, sample_rate)
+    x = PROCESSORS["deesser"](x, p, sample_rate)
     x = PROCESSORS["compressor"](x, p, sample_rate)
     pre = x
     x = PROCESSORS["fader"](x, p, sample_rate)

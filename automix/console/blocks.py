@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..dsp import deesser as _deesser
 from ..dsp import delay as _delay
 from ..dsp import reverb as _reverb
 from ..dsp.dynamics import (CompressorParams, compressor_gain, compressor_kernel, limit_in_place,
@@ -66,6 +67,20 @@ class Eq:
 
     def process(self, x, start):
         self.state.process_inplace(x)
+        return x
+
+
+class Deesser:
+    """The strip's de-esser (:class:`automix.dsp.deesser.DeesserState`, band filter and gain
+    state carried between blocks); bypassed (no operation at all) when the entry has none."""
+
+    def __init__(self, entry, sample_rate, channels):
+        params = entry.get("deesser")
+        self.state = _deesser.DeesserState(params, sample_rate, channels) if params else None
+
+    def process(self, x, start):
+        if self.state is not None:
+            self.state.process_inplace(x)
         return x
 
 
@@ -205,18 +220,19 @@ class Echo:
 
 
 # processor name (graph.py) -> block implementation
-PROCESSORS = {"eq": Eq.of, "compressor": Compressor, "fader": Fader, "pan_width": PanWidth,
-              "stereo": Stereo, "limiter": Limiter, "delay": Delay, "reverb": Reverb,
+PROCESSORS = {"eq": Eq.of, "deesser": Deesser, "compressor": Compressor, "fader": Fader,
+              "pan_width": PanWidth, "stereo": Stereo, "limiter": Limiter, "delay": Delay, "reverb": Reverb,
               "echo": Echo}
 
 
 # --- nodes -------------------------------------------------------------------------------------
 
 class StripNode:
-    """A track or group strip: EQ -> compressor -> fader (+ lane) -> pan/width."""
+    """A track or group strip: EQ -> de-esser -> compressor -> fader (+ lane) -> pan/width."""
 
     def __init__(self, entry: dict, sample_rate: int, channels: int):
         self.eq = PROCESSORS["eq"](entry, sample_rate, channels)
+        self.deess = PROCESSORS["deesser"](entry, sample_rate, channels)
         self.comp = PROCESSORS["compressor"](entry, sample_rate, channels)
         self.fader = PROCESSORS["fader"](entry, sample_rate, channels)
         self.pan = PROCESSORS["pan_width"](entry, sample_rate, channels)
@@ -229,6 +245,7 @@ class StripNode:
         is a float64 C-contiguous buffer the caller no longer needs (processed in place)."""
         x = block if owned else np.array(block, dtype=np.float64, order="C")  # in place
         self.eq.process(x, start)
+        self.deess.process(x, start)
         self.comp.process(x, start)
         for buf, amp, pre in sends:
             if pre:

@@ -18,8 +18,8 @@ The graph (docs/console.md)::
     track strips --(member of a group?)--> group strips --(output)--> ... --> master chain
           \\--- sends (level dB, pre/post fader) ---> buses: processor -> return EQ -> fader --/
 
-* a **strip** (tracks and groups): ``eq -> compressor -> fader -> pan_width``; the fader takes
-  the gain automation lane (``automation.gain_db``).
+* a **strip** (tracks and groups): ``eq -> deesser -> compressor -> fader -> pan_width``
+  (the de-esser only where settings name one); the fader takes the gain automation lane (``automation.gain_db``).
 * a **bus** (send/return): ``processor (delay, reverb or echo) -> eq (return EQ) -> fader``.
 * the **master**: ``eq -> compressor -> stereo (widener, side EQ, width) -> fader -> limiter``.
 
@@ -168,6 +168,17 @@ LIMITER = Processor("limiter", ("limiter",), (
     _p("limiter.release_ms", "ms", 10.0, 1000.0, 80.0, "log", ("limiter", "release_ms"))),
     doc="true-peak look-ahead limiter (automix.dsp.dynamics), whole song")
 
+# A strip's de-esser (automix.dsp.deesser): set by a rule (automix.timeline), not predicted by
+# the network, so it declares no fixed-layout parameters (the strip's specs, and the shipped
+# checkpoint, are unchanged).  Absent from a settings entry: bypassed, the strip's arithmetic
+# is that of the v1 render.  The batched executor reads ``deesser.<field>`` keys (DEESSER_KEYS)
+# when a caller passes them.
+DEESSER_FIELDS = ("threshold_db", "ratio", "attack_ms", "release_ms", "knee_db", "freq_hz", "q")
+DEESSER_KEYS = tuple(f"deesser.{k}" for k in DEESSER_FIELDS)
+DEESSER = Processor("deesser", ("deesser",),
+                    doc="dynamic cut of the 4-10 kHz sibilance band, y = x + (g - 1) B(x) "
+                        "(automix.dsp.deesser); absent = bypassed")
+
 DELAY = Processor("delay", ("processor",),
                   (_p("delay.time_ms", "ms", 1.0, 2000.0, 250.0, "log", ("processor", "time_ms")),),
                   doc="a plain delay (the test processor of send buses)")
@@ -219,7 +230,7 @@ class NodeKind:
         return tuple(p.spec for p in self.params)
 
 
-STRIP = NodeKind("strip", (eq_processor(), COMPRESSOR, fader(-40.0, 20.0), PAN_WIDTH))
+STRIP = NodeKind("strip", (eq_processor(), DEESSER, COMPRESSOR, fader(-40.0, 20.0), PAN_WIDTH))
 BUS = NodeKind("bus", (DELAY, eq_processor(), fader(-40.0, 20.0)))
 MASTER = NodeKind("master", (eq_processor(), COMPRESSOR, STEREO, fader(-24.0, 36.0), LIMITER))
 

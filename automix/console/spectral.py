@@ -27,13 +27,14 @@ import torch
 
 import math
 
+from ..dsp import deesser as _deesser
 from ..dsp import delay as _delay
 from ..dsp import reverb as _reverb
 from ..dsp.dynamics import gain_computer
 from ..dsp.eq import Band, frequency_response
 from ..dsp.stereo import pan_gains
 from .batched import layout_bands
-from .graph import MASTER_NAME
+from .graph import DEESSER_FIELDS, MASTER_NAME
 
 _EPS = 1e-20
 
@@ -74,6 +75,22 @@ def eq(x: Powers, p, model) -> Powers:
     if "graphic" in p:  # the master fit's match EQ, on top of the layout
         h = h * model.graphic_power(p["graphic"])
     return x.scaled(h)
+
+
+def deess(x: Powers, p, model) -> Powers:
+    """The de-esser's long-term power response (:func:`automix.dsp.deesser.spectral_power_gain`:
+    ``1 - E_w[1 - g^2] |B|^2``, never a boost) on mid, side and cross alike (one gain on both
+    channels).  It needs the band signal's frame levels, a measurement of the audio:
+    ``p["deesser.frames"] = (level_db, weights)`` from :func:`automix.dsp.deesser.band_frames`
+    of the strip's input, with ``deesser.threshold_db`` etc. (scalars); without them:
+    bypassed."""
+    if "deesser.threshold_db" not in p or "deesser.frames" not in p:
+        return x
+    params = {k: float(p.get(f"deesser.{k}", _deesser.DEFAULTS[k])) for k in DEESSER_FIELDS}
+    level, weights = p["deesser.frames"]
+    freqs = (model.omega * (model.sr / (2 * math.pi))).detach().cpu().numpy()
+    g = _deesser.spectral_power_gain(freqs, level, weights, model.sr, params)
+    return x.scaled(torch.as_tensor(g, dtype=x.mid.dtype, device=x.mid.device))
 
 
 # the compressor's level estimate: RMS level (dB) of the signal + this (its detector follows
@@ -170,12 +187,12 @@ def echo(x: Powers, p, model) -> Powers:
 
 
 # processor name (graph.py) -> spectral implementation
-PROCESSORS = {"eq": eq, "compressor": compress, "fader": fader, "pan_width": pan_width,
-              "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
+PROCESSORS = {"eq": eq, "deesser": deess, "compressor": compress, "fader": fader,
+              "pan_width": pan_width, "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
 
 
 def strip(x: Powers, p: dict, model) -> Powers:
-    for name in ("eq", "compressor", "fader", "pan_width"):
+    for name in ("eq", "deesser", "compressor", "fader", "pan_width"):
         x = PROCESSORS[name](x, p, model)
     return x
 
@@ -187,7 +204,7 @@ def master_chain(x: Powers, p: dict, model) -> Powers:
 
 
 def _pre_fader(x: Powers, p: dict, model) -> Powers:
-    for name in ("eq", "compressor"):
+    for name in ("eq", "deesser", "compressor"):
         x = PROCESSORS[name](x, p, model)
     return x
 
