@@ -30,6 +30,7 @@ from .console.blocks import (BLOCK, MasterPre, StripNode, TrackStrip,  # noqa: F
                              apply_limiter_inplace, render_graph, render_master)
 from .dsp.dynamics import compressor_kernel  # noqa: F401 (benchmarks/bench_console.py patches it)
 from .errors import AutomixError
+from .settings import check_sections_inside
 
 
 def apply_limiter(x: np.ndarray, lim: dict, sample_rate: int) -> np.ndarray:
@@ -101,6 +102,7 @@ def render_settings(settings: dict, stems_dir, progress=None, source: str = "set
     sources = open_sources(settings, stems_dir, source=source, confine=True)
     try:
         length = max(s.frames for s in sources)
+        check_sections_inside(settings, length / sr, source)  # informational, but must fit
         mix = render_graph(settings, sources, length, progress=progress, stems_out=stems_out)
     finally:
         for s in sources:

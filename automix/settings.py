@@ -30,7 +30,7 @@ from .params import LIMITER_LOOKAHEAD_MS
 FORMAT = "automix.settings"
 VERSION = 2          # what automix writes
 VERSIONS = (1, 2)    # what it reads
-V2_FIELDS = ("groups", "buses", "sends")
+V2_FIELDS = ("groups", "buses", "sends", "sections")
 
 # field -> (min, max); "nyquist" is replaced by sample_rate / 2 (exclusive)
 LIMITS = {
@@ -172,6 +172,8 @@ def validate(settings, source: str = "settings", tidy: bool = False) -> dict:
             if not isinstance(settings[key], list):
                 c.fail(key, "expected a list")
             out[key] = [check(c, e, f"{key}[{i}]") for i, e in enumerate(settings[key])]
+    if "sections" in settings:
+        out["sections"] = _sections(c, settings["sections"])
     out["master"] = _master(c, settings["master"])
     if "target" in settings:
         t = c.obj(settings["target"], "target", {"lufs", "true_peak_dbtp", "source"})
@@ -187,6 +189,41 @@ def validate(settings, source: str = "settings", tidy: bool = False) -> dict:
     except RoutingError as exc:
         c.fail("", str(exc))
     return out
+
+
+def _sections(c: _Checker, value, where="sections"):
+    """Song sections (informational: the render does not read them): ``{start_s, end_s,
+    label}`` in time order, not overlapping; :func:`check_sections_inside` checks them against
+    the song's length once the stems are read."""
+    if not isinstance(value, list):
+        c.fail(where, "expected a list of {start_s, end_s, label} sections")
+    out = []
+    for i, sec in enumerate(value):
+        w = f"{where}[{i}]"
+        c.obj(sec, w, {"start_s", "end_s", "label"}, ("start_s", "end_s"))
+        start = c.number(sec["start_s"], f"{w}.start_s", "time_s")
+        end = c.number(sec["end_s"], f"{w}.end_s", "time_s")
+        label = sec.get("label", "")
+        if not isinstance(label, str):
+            c.fail(f"{w}.label", f"expected a string, got {label!r}")
+        if end <= start:
+            c.fail(w, f"end_s ({end:g} s) must be after start_s ({start:g} s)")
+        if out and start < out[-1]["end_s"]:
+            c.fail(f"{w}.start_s", f"{start:g} s is before the end of sections[{i - 1}] "
+                   f"({out[-1]['end_s']:g} s): sections must be in time order, not overlapping")
+        out.append({"start_s": start, "end_s": end, "label": label})
+    return out
+
+
+SECTION_END_TOLERANCE_S = 0.0015   # end_s is written in 0.001 s steps
+
+
+def check_sections_inside(settings: dict, length_s: float, source: str = "settings") -> None:
+    """A one-line error when a section of ``settings`` ends after the song (``length_s``)."""
+    for i, sec in enumerate(settings.get("sections") or []):
+        if sec["end_s"] > length_s + SECTION_END_TOLERANCE_S:
+            raise AutomixError(f"{source}: sections[{i}].end_s = {sec['end_s']:g} s is after "
+                               f"the end of the song ({length_s:.3f} s)")
 
 
 def tidy_master(master: dict, sample_rate: int) -> dict:

@@ -41,7 +41,8 @@ def _minimal() -> dict:
             "groups": [{"name": "g", "members": ["a"],
                         "automation": {"gain_db": {"points": [{"time_s": 0.0, "gain_db": 0.0}]}}}],
             "buses": [{"name": "b", "processor": {"type": "delay"}}],
-            "sends": [{"source": "a", "bus": "b"}]}
+            "sends": [{"source": "a", "bus": "b"}],
+            "sections": [{"start_s": 0.0, "end_s": 1.0, "label": "A"}]}
 
 
 def _allowed(place) -> set[str]:
@@ -72,6 +73,7 @@ PLACES = {
     "automation": lambda s: s["groups"][0]["automation"],
     "automation lane": lambda s: s["groups"][0]["automation"]["gain_db"],
     "lane point": lambda s: s["groups"][0]["automation"]["gain_db"]["points"][0],
+    "section": lambda s: s["sections"][0],
     "target": lambda s: s["target"],
     "analysis": lambda s: s["analysis"],
 }
