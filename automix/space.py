@@ -27,11 +27,13 @@ pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
    reverb's training executor, with a pre-roll so the tail from before the excerpt is there).
    The mix at common send level ``g`` is ``D + g R``; its band powers per STFT frame are
    ``|D|^2 + g^2 |R|^2 + 2 g Re(D R*)`` summed over each band's bins (the STFT is linear), so
-   every candidate level costs only the proxy, not a render.  The level whose early/late proxy
-   (mean over the bands the reference reads; the reference's RT60 in the proxy, as the reverb
-   is set to it) is closest to the reference's is chosen (-40..+12 dB in 0.5 dB steps).  When
-   the dry mix already reads at least as wet as the reference (within :data:`WET_MARGIN_DB`),
-   no bus is added.
+   every candidate level costs only the readings, not a render.  Each candidate mix is read as
+   the reference was (blind RT60, then the early/late proxy with that RT60; the reference's
+   RT60 where the mix reads none); its cost is the mean over the bands the reference reads of
+   ``|early/late - reference's| + 6 |log2(RT60 / reference's)|`` (an octave of RT60 weighs as
+   6 dB; no reading counts as 0.2 s).  Levels -40..+12 dB every 2 dB, then 0.5 dB steps around
+   the best.  When the dry mix costs no more than the best level plus :data:`WET_MARGIN_DB`, the
+   stems already read as wet as the reference: no bus.
 5. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
    energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
    energy); 0 gives no bus.
@@ -56,7 +58,9 @@ MIN_RT60_S = 0.3
 WET_MARGIN_DB = 1.0
 EXCERPT_S = 12.0
 LEVELS_DB = np.arange(-40.0, 12.25, 0.5)
-MIN_SEND_DB = -10.0      # a stem that would need less than this gets no send
+MIN_SEND_DB = -10.0
+RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error counts as 6 dB of early/late
+FLOOR_RT60_S = 0.2       # the blind estimator's floor (a band with no reading counts as this)      # a stem that would need less than this gets no send
 MONO_COHERENCE = 0.99
 DRY_NAMES = re.compile(r"bass|sub|kick", re.I)
 DEFAULT_RATIOS = {"low": 1.8 / 1.5, "high": 0.8 / 1.5}
@@ -220,22 +224,34 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
     pc = np.einsum("bk,cfk->bf", member, (sd * sr_.conj()).real)
     use = [i for i, b in enumerate(bands) if ref_el.get(b) is not None and ref_rt.get(b)]
 
-    def proxy(gain):
-        power = np.maximum(pd + gain * gain * pr + 2 * gain * pc, 0.0)
-        vals = [amb.early_late_db(power[i], hop_s, ref_rt[bands[i]]) for i in use]
-        diffs = [v - ref_el[bands[i]] for v, i in zip(vals, use) if v is not None]
-        return float(np.mean(diffs)) if diffs else None
+    def cost(level_db):
+        """How far the mix at this send level reads from the reference (dB-like)."""
+        gain = 0.0 if level_db is None else 10 ** (level_db / 20)
+        power = np.maximum(pd + gain * gain * pr + 2 * gain * pc, 1e-30)
+        levels = 10 * np.log10(power)
+        total = 0.0
+        for i in use:
+            rt, _, _ = amb.blind_rt60(levels[i], hop_s)
+            el = amb.early_late_db(power[i], hop_s, rt or ref_rt[bands[i]])
+            total += abs((el if el is not None else 60.0) - ref_el[bands[i]])
+            total += RT_WEIGHT_DB * abs(math.log2(max(rt or FLOOR_RT60_S, FLOOR_RT60_S)
+                                                  / ref_rt[bands[i]]))
+        return total / max(1, len(use))
 
-    dry_gap = proxy(0.0)
-    info["dry_gap_db"] = dry_gap
-    if dry_gap is None or dry_gap <= WET_MARGIN_DB:
+    if not use:
+        return [], [], ["space: the reference's early/late reading is missing: no reverb "
+                        "added"], info
+    dry_cost = cost(None)
+    coarse = {float(level): cost(float(level)) for level in LEVELS_DB[::4]}
+    top = min(coarse, key=coarse.get)
+    fine = {float(level): cost(float(level)) for level in LEVELS_DB
+            if abs(level - top) <= 1.5 and float(level) not in coarse}
+    found = {**coarse, **fine}
+    best = min(found, key=found.get)
+    info.update(dry_cost=dry_cost, send_db=best, cost=found[best])
+    if dry_cost <= found[best] + WET_MARGIN_DB:
         return [], [], ["space: the stems already read as wet as the reference: no reverb "
                         "added"], info
-    gaps = [(abs(d), level) for level in LEVELS_DB
-            if (d := proxy(10 ** (level / 20))) is not None]
-    best = min(gaps)[1] if gaps else float(LEVELS_DB[-1])
-    info["send_db"] = float(best)
-    info["gap_db"] = proxy(10 ** (best / 20))
     shift = best + 10 * math.log10(amount)
     bus = {"name": BUS, "processor": proc, "gain_db": 0.0}
     sends = [{"source": n, "bus": BUS, "level_db": round(float(np.clip(shift + o, -120, 24)), 2)}
