@@ -555,10 +555,12 @@ def _add_space(settings: dict, st: _Stems, ref_ambience, sr: int, space: float, 
         return []
     say("setting the space")
     by_name = {t["name"]: t for t in settings["tracks"]}
+    taken = set(by_name) | {e["name"] for key in ("groups", "buses") for e in settings.get(key, [])}
+    bus = next(n for n in ("space", *(f"space {i}" for i in range(2, 1000))) if n not in taken)
     buses, sends, notes, _ = plan_space(
         ref_ambience, [st.read(p, sr) for p in st.paths], list(st.names),
         [by_name[n]["gain_db"] for n in st.names], [by_name[n]["pan"] for n in st.names], sr,
-        amount=space)
+        amount=space, bus_name=bus)
     if buses:
         settings["buses"] = settings.get("buses", []) + buses
         settings["sends"] = settings.get("sends", []) + sends

@@ -162,7 +162,7 @@ def _mix_layout(audio: np.ndarray, gain_db: float, pan: float) -> np.ndarray:
 
 def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
                gains_db: list[float], pans: list[float], sample_rate: int,
-               amount: float = 1.0) -> tuple[list, list, list[str], dict]:
+               amount: float = 1.0, bus_name: str = BUS) -> tuple[list, list, list[str], dict]:
     """``(buses, sends, notes, info)`` for settings.json (module doc); no buses when the
     reference reads dry, the stems are as wet already, or ``amount`` is 0.  ``info``: the
     calibration's readings (for benchmarks and tests)."""
@@ -253,11 +253,11 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
         return [], [], ["space: the stems already read as wet as the reference: no reverb "
                         "added"], info
     shift = best + 10 * math.log10(amount)
-    bus = {"name": BUS, "processor": proc, "gain_db": 0.0}
-    sends = [{"source": n, "bus": BUS, "level_db": round(float(np.clip(shift + o, -120, 24)), 2)}
+    bus = {"name": bus_name, "processor": proc, "gain_db": 0.0}
+    sends = [{"source": n, "bus": bus_name, "level_db": round(float(np.clip(shift + o, -120, 24)), 2)}
              for n, o in zip(names, offsets) if o is not None]
     levels = [s["level_db"] for s in sends]
-    note = (f"space: reverb bus '{BUS}' (RT60 {proc['rt60_low_s']:.2f}/{proc['rt60_mid_s']:.2f}/"
+    note = (f"space: reverb bus '{bus_name}' (RT60 {proc['rt60_low_s']:.2f}/{proc['rt60_mid_s']:.2f}/"
             f"{proc['rt60_high_s']:.2f} s low/mid/high, width {proc['width']:.2f}), sends "
             f"{min(levels):.1f}..{max(levels):.1f} dB on {len(sends)} of {len(names)} tracks")
     skipped = [n for n, o in zip(names, offsets) if o is None]
