@@ -89,4 +89,22 @@ def _settings_text(settings: dict) -> str:
     if t:
         lines.append(f"target: {t['lufs']:.1f} LUFS ({t['source']})")
     lines.append(f"tracks: {len(settings['tracks'])}")
+    lines += _space_lines(settings)
     return "\n".join(lines)
+
+
+def _space_lines(settings: dict) -> list[str]:
+    """The reference's decay per band beside the reverb buses' (automix.space)."""
+    out = []
+    amb = settings.get("analysis", {}).get("reference", {}).get("ambience")
+    if amb:
+        rts = "/".join("-" if v is None else f"{v:.2f}" for v in amb["rt60_s"])
+        out.append(f"reference RT60 {'/'.join(amb['bands'])}: {rts} s")
+    for bus in settings.get("buses", []):
+        p = bus["processor"]
+        if p.get("type") == "reverb":
+            levels = [s["level_db"] for s in settings.get("sends", []) if s["bus"] == bus["name"]]
+            out.append(f"reverb '{bus['name']}': RT60 {p['rt60_low_s']:.2f}/{p['rt60_mid_s']:.2f}/"
+                       f"{p['rt60_high_s']:.2f} s, width {p['width']:.2f}, {len(levels)} sends"
+                       + (f" {min(levels):+.1f}..{max(levels):+.1f} dB" if levels else ""))
+    return out

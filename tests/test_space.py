@@ -16,6 +16,7 @@ from automix.analysis import true_peak_linear
 from automix.errors import AutomixError
 from automix.options import check_space
 from automix.render import render_settings
+from automix.report import _space_lines
 from automix.space import plan_space
 
 SR = 22050
@@ -108,6 +109,9 @@ def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session):
     for s_full, s_half in zip(r.settings["sends"], half.settings["sends"]):
         assert s_half["level_db"] == pytest.approx(s_full["level_db"] - 10 * math.log10(2),
                                                    abs=0.02)
+    # the report's settings panel names the reference's decay and the reverb's
+    lines = _space_lines(r.settings)
+    assert lines[0].startswith("reference RT60") and "reverb 'space'" in lines[1], lines
     # automix render reproduces it bit for bit
     mix, master = render_settings(automix.settings.validate(r.settings, "t"), session[1])
     assert np.array_equal(mix, r.mix) and np.array_equal(master, r.master)
