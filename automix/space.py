@@ -56,7 +56,7 @@ from .dsp import reverb as rv
 BUS = "space"
 MIN_RT60_S = 0.3
 WET_MARGIN_DB = 1.0
-EXCERPT_S = 12.0
+EXCERPT_S = 30.0      # shorter excerpts read too few decays: the level swings (12 s: up to 12 dB)
 LEVELS_DB = np.arange(-40.0, 12.25, 0.5)
 MIN_SEND_DB = -10.0
 RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error counts as 6 dB of early/late
