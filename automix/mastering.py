@@ -80,6 +80,35 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
     return best
 
 
+# The loudness goal of an unmastered reference (issue 17 item 3).  A producer's unmastered mix
+# (a float bounce) can peak far above full scale: the LMMS demo songs' mixes peak at +3..+8 dBTP
+# with a peak-to-loudness ratio (PLR) of 14-16 dB.  Matching such a reference's loudness under
+# the ceiling limits its peaks by (true peak - ceiling) dB, 4-9 dB harder than its producer
+# ever did, and that moves the master away from the mix (human benchmark: master 3.61 dB log-mel
+# from the producer's mix against mix.wav's 3.15).  The ceiling always wins (team decision), so
+# the goal gives: it is lowered by the reference's excess peak beyond a margin the limiter takes
+# without harm.  Masters are told apart by their density: a finished master, even one whose
+# true peak is well above the ceiling (clipped loud masters: +2..+3.4 dBTP in the real-music
+# benchmark cases, +4..+6 dBTP once decoded from Vorbis/MP3), is limited to a PLR of 7-13 dB,
+# which matching its loudness keeps; the rule fades out between the two PLRs below.
+UNMASTERED_MARGIN_DB = 2.5        # peaks up to this far over the ceiling: the limiter's ordinary job
+UNMASTERED_PLR_DB = (13.0, 14.0)  # PLR at/under the first: a master (kept); at/over the second: not
+
+
+def reference_loudness(reference: dict, ceiling: float) -> tuple[float, float]:
+    """(loudness goal in LUFS, dB it was lowered by) for ``reference``'s features under the
+    true-peak ``ceiling``: its integrated loudness, lowered by ``max(0, true peak - ceiling -
+    UNMASTERED_MARGIN_DB)`` scaled by how far its PLR is into the unmastered range (0 at 13 dB,
+    1 at 14 dB and above).  Ordinary masters (true peak under ceiling + 2.5 dB, or PLR <= 13 dB)
+    keep their loudness.  An explicit ``--target-lufs`` bypasses this."""
+    lufs = float(reference["integrated_lufs"])
+    excess = float(reference.get("true_peak_dbtp", -np.inf)) - ceiling - UNMASTERED_MARGIN_DB
+    lo, hi = UNMASTERED_PLR_DB
+    unmastered = float(np.clip((float(reference.get("plr_db", 0.0)) - lo) / (hi - lo), 0.0, 1.0))
+    lowered = max(0.0, excess) * unmastered
+    return lufs - lowered, lowered
+
+
 def measure_mix(mix: np.ndarray, sr: int) -> tuple[dict, Spectra]:
     """The mix's analysis and the spectra the master fit needs: one set of FFTs for both."""
     spectra = Spectra.of(mix, sr, analysis.welch_segment(sr, mix.shape[1]))
@@ -115,7 +144,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         compressor.set_result(master_from_params(start)["compressor"] if amounts.dynamics > 0 else {})
     else:  # its numba kernels run beside the first tone fit
         compressor = background.submit(choose_compressor, mix, sr, target_lra, mix_lra)
-    goal = reference["integrated_lufs"] if target_lufs is None else float(target_lufs)
+    goal = reference_loudness(reference, ceiling)[0] if target_lufs is None else float(target_lufs)
     goal = mix_features["integrated_lufs"] + amounts.loudness * (goal - mix_features["integrated_lufs"])
     mix_plr = mix_features["plr_db"]
     target_plr = mix_plr + amounts.dynamics * (reference["plr_db"] - mix_plr)
@@ -190,6 +219,17 @@ def _master_notes(settings: dict) -> list[str]:
     """What the master could not do as asked, or did in an unusual way, for the user."""
     master, a = settings["master"], settings["analysis"]
     notes = []
+    target, ref = settings.get("target", {}), a.get("reference", {})
+    if target.get("source") == "reference" and "integrated_lufs" in ref:
+        goal, lowered = reference_loudness(ref, target["true_peak_dbtp"])
+        if lowered > 0.05:
+            notes.append(
+                f"the reference peaks at {ref['true_peak_dbtp']:+.1f} dBTP with a PLR of "
+                f"{ref['plr_db']:.1f} dB: an unmastered mix; matching its {ref['integrated_lufs']:.1f} "
+                f"LUFS under the {target['true_peak_dbtp']:.1f} dBTP ceiling would limit its peaks "
+                f"{ref['true_peak_dbtp'] - target['true_peak_dbtp']:.1f} dB harder than its producer "
+                f"did, so its loudness is taken as {goal:.1f} LUFS ({lowered:.1f} LU lower; the "
+                f"ceiling wins over loudness); --target-lufs sets the loudness yourself")
     short = settings["target"]["lufs"] - a["master"]["integrated_lufs"]
     if short > 0.5:
         notes.append(f"the master reads {a['master']['integrated_lufs']:.1f} LUFS, {short:.1f} LU "

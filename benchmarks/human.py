@@ -1,7 +1,8 @@
 """Human-target benchmark (issue 17): how close automix gets to a *producer's* mix.
 
     .venv/bin/python benchmarks/human.py [--data /work/data/lmms] [--songs A B ..] [--seconds 30]
-        [--no-matchering] [--diagnose] [--append] [--out benchmarks/results/human.json]
+        [--no-matchering] [--systems S ..] [--diagnose [--variants V ..]] [--live] [--append]
+        [--out benchmarks/results/human.json]
 
 Material: the producers' multitracks that ``automix-data lmms`` renders (LMMS demo projects,
 training/lmms.py). Per held-out song: the song's middle ``2 x L`` seconds (L = ``--seconds``, less
@@ -208,7 +209,8 @@ def limiting_depth(scaled: np.ndarray, limited: np.ndarray, ceiling: float, sr: 
 
 # ------------------------------------------------------------------------------------- systems
 
-def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print) -> dict:
+def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print,
+                systems=SYSTEMS) -> dict:
     import automix
     from benchmarks.run import equal_loudness_sum, have_matchering
 
@@ -219,7 +221,9 @@ def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print
     zeros = np.zeros(len(case["names"]))
     rows["equal_loudness"] = {"mix": audio_metrics(el, target, sr, t_an), "master": None,
                               **balance(case, zeros, zeros)}
-    if use_matchering and have_matchering():
+    if "matchering" not in systems:
+        rows["matchering"] = {"error": "not run (--systems)"}
+    elif use_matchering and have_matchering():
         import warnings
 
         import matchering as mg
@@ -241,6 +245,9 @@ def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print
             "network+refine": dict(model="default", refine_steps=steps)}
     results = {}
     for name, kw in runs.items():
+        if name not in systems:
+            rows[name] = {"error": "not run (--systems)"}
+            continue
         t0 = time.perf_counter()
         r = automix.mix(case["dir"] / "stems", case["dir"] / "reference.wav", **kw)
         fader, level = track_levels(r.settings, case, sr)
@@ -255,8 +262,9 @@ def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print
 
 # ------------------------------------------------------------------------------------- item 3
 
-def diagnose(case: dict, result, sr: int, steps: int) -> dict:
-    """The master stage again on the network+refine mix, one part disabled at a time."""
+def diagnose(case: dict, result, sr: int, steps: int, only: list[str] | None = None) -> dict:
+    """The master stage again on the network+refine mix, one part disabled at a time
+    (``only``: the variants whose names contain one of these strings)."""
     import contextlib
 
     from automix import api
@@ -306,12 +314,23 @@ def diagnose(case: dict, result, sr: int, steps: int) -> dict:
     excess = max(0.0, ref_features["true_peak_dbtp"] - CEILING_DBTP)
     lowered = ref_features["integrated_lufs"] - excess
     variants["goal lowered by the reference's excess peak"] = lambda: stage(target_lufs=lowered)
+    # the rule the master stage applies (automix.mastering.reference_loudness, since issue 17
+    # item 3) against the goal before it: the reference's own loudness (an explicit target)
+    variants["goal = the reference's loudness (before the rule)"] = \
+        lambda: stage(target_lufs=ref_features["integrated_lufs"])
+    rule = getattr(stage_module, "reference_loudness", None)
+    if rule is not None:
+        variants["goal by the rule, margin 1.5 dB"] = lambda: _with(
+            patched(stage_module, "UNMASTERED_MARGIN_DB", 1.5), stage)
+    if only:
+        variants = {k: v for k, v in variants.items() if any(o in k for o in only)}
     variants["lowered goal + one tone pass"] = lambda: _with(patched(Target, "shifted", lambda self, p, m: self),
                                                              lambda: stage(target_lufs=lowered))
     goal = None
     for name, run in variants.items():
         final, g, info = run()
         goal = g if goal is None else goal
+        info["goal_lufs"] = g
         out[name] = {"logmel_db": analysis.logmel_distance(final, target, sr), **info}
     floor, info = transparent_limit(target, goal, sr)
     out["floor: producer's mix, transparent limiter"] = {"logmel_db": analysis.logmel_distance(floor, target, sr), **info}
@@ -384,12 +403,18 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300, help="refinement steps")
     ap.add_argument("--no-matchering", action="store_true")
     ap.add_argument("--diagnose", action="store_true", help="issue 17 item 3: the master stage, part by part")
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS,
+                    help="systems to run (default: all; --diagnose needs network+refine)")
+    ap.add_argument("--variants", nargs="+", default=None,
+                    help="--diagnose: only the variants whose names contain one of these")
     ap.add_argument("--live", action="store_true", help="use the working tree's automix/, not HEAD's")
     ap.add_argument("--append", action="store_true", help="keep the rows of other songs already in --out")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "cache" / "human")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "human.json")
     a = ap.parse_args(argv)
     songs = a.songs or [s for s in HELD_OUT if (a.data / s / "lmms.json").is_file()]
+    if a.diagnose and "network+refine" not in a.systems:
+        ap.error("--diagnose re-masters the network+refine mix: include it in --systems")
     bad = [s for s in songs if s not in HELD_OUT]
     if bad:
         ap.error(f"{bad[0]} is not a held-out song (training songs are never benchmarked): {', '.join(HELD_OUT)}")
@@ -407,12 +432,12 @@ def main(argv=None) -> int:
         case = make_case(a.data / song, a.work, a.seconds, sr)
         print(f"{song}: {len(case['names'])} stems, {case['seconds']:.1f} s parts, reference peaks at "
               f"{case['reference_peak_dbfs']:+.1f} dBFS, {case['reference_lufs']:.1f} LUFS", flush=True)
-        systems, results = run_systems(case, sr, not a.no_matchering, a.steps)
+        systems, results = run_systems(case, sr, not a.no_matchering, a.steps, systems=a.systems)
         row = {"song": song, "stems": len(case["names"]), "seconds": case["seconds"],
                "reference_lufs": case["reference_lufs"], "reference_peak_dbfs": case["reference_peak_dbfs"],
                "solo_sum_residual_db": case["solo_sum_residual_db"], "systems": systems}
         if a.diagnose:
-            row["diagnosis"] = diagnose(case, results["network+refine"], sr, a.steps)
+            row["diagnosis"] = diagnose(case, results["network+refine"], sr, a.steps, a.variants)
             for k, v in row["diagnosis"].items():
                 if not k.endswith("goal_lufs"):
                     print(f"  diagnose {k}: {v['logmel_db']:.2f} dB", flush=True)
