@@ -21,7 +21,8 @@ from . import analysis, background
 from .audio import (BlockReader, audio_info, check_finite, is_audio_file, pad_to_length, peak,
                     read_audio, resample, to_stereo)
 from .errors import AutomixError
-from .options import check_ceiling, check_refine_steps, check_space, check_target_lufs
+from .options import (check_ceiling, check_fade, check_lead, check_lead_margin,
+                      check_refine_steps, check_space, check_target_lufs)
 from .mastering import (PROBE_MIN_S, PROBE_PART_S, PROBE_PARTS,  # noqa: F401 (the API's names)
                         _compress, _excerpt_starts, _join_faded, _master_notes, choose_compressor,
                         master_stage, measure_mix, probe_excerpts)
@@ -237,6 +238,7 @@ class _Stems:
     mels: list | None  # the network's input, when a model is used
     audio: dict = field(default_factory=dict)  # path -> float32 (channels, samples) at sr
     root: Path | None = None  # the stems folder (track names and files are relative to it)
+    reference: np.ndarray | None = None  # the reference at the project rate (the time plan)
 
     def keep(self, path: Path, audio: np.ndarray) -> None:
         if sum(a.nbytes for a in self.audio.values()) + audio.nbytes <= STEM_MEMORY_BYTES:
@@ -364,9 +366,10 @@ def _prepare(stems, reference, model, say, with_spectra: bool = False, keep_audi
         from .model.predict import song_mels
 
         ref_mel = song_mels(to_stereo(ref_audio)[None], sr)[0]
-    del ref_audio
     st = _survey_stems(stem_paths, sr, length, with_mels=model is not None, keep_audio=keep_audio,
                        root=Path(stems))
+    st.reference = ref_audio if keep_audio else None  # the time plan's contrast and sibilance
+    del ref_audio
     ref_features = ref_job.result()
     if amb_job is not None:
         ref_features["ambience"] = amb_job.result()
@@ -410,7 +413,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
         model="default", progress=None, on_audio=None, groups: str = "auto",
         export_stems: bool = False, sample_rate: int | None = None, start=None,
-        space: float = 1.0) -> Result:
+        space: float = 1.0, lead: str = "auto", lead_margin: float | None = None,
+        static: bool = False, fade_in: float = 0.0, fade_out: float = 0.0) -> Result:
     """Mix and master a folder of stems to a reference track.
 
     Arrays instead of files: ``stems={name: array}`` and ``reference=array`` (each
@@ -432,6 +436,14 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     :func:`automix.start.starting_point`: the network's prediction, or the heuristic);
     ``space`` (0..1): how much of the reference's reverberance to add with a reverb send bus
     (:mod:`automix.space`; 0: none).
+
+    Time (docs/time.md, :mod:`automix.timeline`): the song's sections are found and written to
+    the settings; ``lead`` (``"auto"``, ``"none"`` or a track name) is kept ``lead_margin`` dB
+    (None: the default, +1) above the rest by a rider lane on its fader, the sections' loudness
+    contrast follows the reference's (the dynamics amount), and a vocal lead brighter than the
+    reference gets a de-esser; the master's leading and trailing silence is trimmed, with
+    ``fade_in`` / ``fade_out`` seconds of equal-power fades.  ``static=True``: none of these
+    (the static mix, the master untrimmed; fades still apply).
     """
     from .grouping import GROUP_MODES, form_groups
 
@@ -439,7 +451,9 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         return _mix_arrays(stems, reference, sample_rate, target_lufs=target_lufs,
                            ceiling=ceiling, amounts=amounts, refine_steps=refine_steps,
                            device=device, model=model, progress=progress, on_audio=on_audio,
-                           groups=groups, export_stems=export_stems, start=start, space=space)
+                           groups=groups, export_stems=export_stems, start=start, space=space,
+                           lead=lead, lead_margin=lead_margin, static=static, fade_in=fade_in,
+                           fade_out=fade_out)
     if groups not in GROUP_MODES:
         raise AutomixError(f"--groups {groups}: choose {' or '.join(GROUP_MODES)}")
     on_audio = on_audio or (lambda name, audio, sr: None)
@@ -450,6 +464,9 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     if net is None and refine_steps == 0:
         raise AutomixError("--refine-steps 0 needs a model (there is nothing to refine from)")
     space = check_space(space)
+    lead = check_lead(lead)
+    lead_margin = None if lead_margin is None else check_lead_margin(lead_margin)
+    fade_in, fade_out = check_fade(fade_in, "--fade-in"), check_fade(fade_out, "--fade-out")
     sr, st, ref_features, ref_spectra, ref_mel, notes = _prepare(stems, reference, net, say,
                                                                  with_spectra=refine_steps > 0,
                                                                  with_ambience=space > 0)
@@ -480,6 +497,12 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     estimate = 10 * np.log10(sum(10 ** ((l + float(g)) / 10) for l, g in
                                  zip(st.loudness, fitted["gain_db"])))
     _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
+    if not static:  # sections, the lead rider, section contrast, de-esser (automix.timeline)
+        say("following the song's sections")
+        settings, time_notes = _plan_time(settings, st, sr, lead, lead_margin,
+                                          amounts.dynamics)
+        notes += time_notes
+    st.reference = None
     say("rendering the mix")
     printed = {} if export_stems else None
     mix_audio = _render_mix(settings, st.sources(settings, stems), printed)
@@ -496,6 +519,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     settings["master"], goal, master_final = master_stage(
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
         predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
+    master_final = _top_tail(settings, master_final, sr, fade_in, fade_out, trim=not static)
     on_audio("master", master_final, sr)
     settings = validate(settings, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
@@ -568,6 +592,39 @@ def _add_space(settings: dict, st: _Stems, ref_ambience, sr: int, space: float, 
     return notes
 
 
+def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics: float):
+    """:func:`automix.timeline.plan` on the static mix ``settings`` (faders set): the settings
+    with lanes, sections and the lead's de-esser (validated, tidy), and the notes."""
+    from .sections import to_settings
+    from .timeline import plan
+
+    paths = dict(zip(st.names, st.paths))
+    paths.update({_stem_name(p, st.root) if st.root else p.stem: p for p in st.silent})
+    stems = {t["name"]: st.read(paths[t["name"]], sr) for t in settings["tracks"]}
+    groups = {g["name"]: list(g["members"]) for g in settings.get("groups", [])} or None
+    tp = plan(stems, settings, lead=lead, lead_margin_db=lead_margin,
+              reference=None if st.reference is None else to_stereo(st.reference),
+              dynamics_amount=dynamics, groups=groups)
+    out = dict(tp.settings, sections=to_settings(tp.sections))
+    for t in out["tracks"]:
+        if t["name"] in tp.deesser:
+            t["deesser"] = dict(tp.deesser[t["name"]])
+    return validate(out, "automix", tidy=True), tp.notes
+
+
+def _top_tail(settings: dict, master_audio: np.ndarray, sr: int, fade_in: float,
+              fade_out: float, trim: bool) -> np.ndarray:
+    """The master trimmed and faded (:mod:`automix.toptail`), recorded as ``master.top_tail``
+    so that ``automix render`` gives the same samples."""
+    from .toptail import apply_settings, settings_for
+
+    entry = settings_for(master_audio, sr, fade_in, fade_out, trim)
+    if entry is None:
+        return master_audio
+    settings["master"]["top_tail"] = entry
+    return apply_settings(master_audio, entry, sr)
+
+
 def _shift_faders(settings: dict, offset_db: float) -> None:
     for t in settings["tracks"]:
         t["gain_db"] = rounded(float(np.clip(t["gain_db"] + offset_db, -120, 48)), "track_gain_db")
@@ -614,6 +671,7 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
         strip.process(audio[:, s:s + BLOCK], stereo_mix[:, s:s + BLOCK])
     del audio
     mix_features, mix_spectra = measure_mix(stereo_mix, sr)
+    sections = _mix_sections(stereo_mix, sr)  # informational (settings.json sections)
     ref_features, ref_notes = ref_job.result()
     notes += ref_notes
     say("mastering")
@@ -623,11 +681,20 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     if on_audio is not None:
         on_audio("master", master_final, sr)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
-                         "tracks": [track], "master": master_settings}, "automix")
+                         "tracks": [track], "master": master_settings, "sections": sections},
+                        "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
     return Result(settings, master_final, None, sr, notes + _master_notes(settings))
+
+
+def _mix_sections(mix: np.ndarray, sr: int) -> list[dict]:
+    """The sections of a finished mix (:func:`automix.sections.find_sections_in_mix`) for
+    settings.json."""
+    from .sections import find_sections_in_mix, to_settings
+
+    return to_settings(find_sections_in_mix(mix, sr).sections)
 
 
 STEM_FADER_RANGE_DB = 3.0  # stem mastering keeps the mix engineer's balance, within this

@@ -178,6 +178,27 @@ def _delivery(args):
     return d, parse_formats(args.formats)
 
 
+def _lead(value: str) -> str:
+    from .options import check_lead
+    _checked(check_lead, value)
+    return value
+
+
+def _lead_margin(value: str) -> float:
+    from .options import check_lead_margin
+    return _checked(check_lead_margin, _number(value))
+
+
+def _fade_in(value: str) -> float:
+    from .options import check_fade
+    return _checked(lambda v: check_fade(v, "--fade-in"), _number(value))
+
+
+def _fade_out(value: str) -> float:
+    from .options import check_fade
+    return _checked(lambda v: check_fade(v, "--fade-out"), _number(value))
+
+
 def _steps(text: str) -> int:
     try:
         n = int(text)
@@ -281,7 +302,9 @@ def cmd_mix(args) -> int:
             stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), refine_steps=args.refine_steps, device=args.device,
             model=args.model, progress=progress.note, on_audio=on_audio, groups=args.groups,
-            export_stems=args.export_stems, space=args.space))
+            export_stems=args.export_stems, space=args.space, lead=args.lead,
+            lead_margin=args.lead_margin, static=args.static, fade_in=args.fade_in,
+            fade_out=args.fade_out))
     return 0
 
 
@@ -440,6 +463,19 @@ def build_mix_parser() -> argparse.ArgumentParser:
                    help="reverb of the reference's kind added by a send bus, set so the mix's "
                         "ambience follows the reference's (default 1; 0: no sends; each send "
                         "moves by 10*log10(space) dB; a dry reference gives a dry mix)")
+    p.add_argument("--lead", type=_lead, default="auto", metavar="NAME|none|auto",
+                   help="the stem kept on top by a rider lane on its fader (default auto: found "
+                        "from names and audio; none: no rider)")
+    p.add_argument("--lead-margin", type=_lead_margin, default=None, metavar="DB",
+                   help="the lead's short-term loudness above the rest of the mix, section by "
+                        "section (default +1 dB; -12..12)")
+    p.add_argument("--static", action="store_true",
+                   help="one static setting for the whole song: no sections, lanes, de-esser "
+                        "or trimming (the mix before issue 19)")
+    p.add_argument("--fade-in", type=_fade_in, default=0.0, metavar="S",
+                   help="equal-power fade-in of the master, seconds (default 0)")
+    p.add_argument("--fade-out", type=_fade_out, default=0.0, metavar="S",
+                   help="equal-power fade-out of the master, seconds (default 0)")
     p.set_defaults(func=cmd_mix)
     return p
 

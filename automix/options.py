@@ -44,3 +44,23 @@ def check_space(value) -> float:
     if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
         raise AutomixError(f"--space {value}: space goes from 0 (no reverb sends) to 1")
     return float(value)
+
+
+def check_lead(value) -> str | None:
+    """``--lead``: ``auto`` (found from names and audio: None), ``none`` (no rider) or a stem's
+    name (checked against the stems by :func:`automix.lead.find_lead`)."""
+    if value is None or value == "auto":
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise AutomixError(f"--lead {value!r}: a stem's name, 'auto' or 'none'")
+    return "none" if value.lower() == "none" else value
+
+
+MAX_FADE_S = 600.0
+
+
+def check_fade(value, name: str = "--fade-in") -> float:
+    """``--fade-in`` / ``--fade-out``: seconds of an equal-power fade on the master, 0..600."""
+    if isinstance(value, bool) or not 0.0 <= float(value) <= MAX_FADE_S:
+        raise AutomixError(f"{name} {value}: a fade goes from 0 to {MAX_FADE_S:g} seconds")
+    return float(value)

@@ -109,4 +109,5 @@ def render_settings(settings: dict, stems_dir, progress=None, source: str = "set
             s.close()
     with torch.inference_mode():
         master = render_master(mix, settings["master"], sr)
-    return mix, master
+    from .toptail import apply_settings  # master.top_tail: the span kept and the fades
+    return mix, apply_settings(master, settings["master"].get("top_tail"), sr)

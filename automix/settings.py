@@ -44,7 +44,7 @@ LIMITS = {
     "time_s": (0.0, 86400.0), "lane_gain_db": (-120.0, 24.0), "ramp_ms": (0.0, 10000.0),
     "level_db": (-120.0, 24.0), "time_ms": (1.0, 5000.0),
     "predelay_ms": (0.0, 500.0), "rt60_s": (0.05, 30.0), "early_late_db": (-60.0, 30.0),
-    "reverb_width": (0.0, 1.0), "feedback": (0.0, 0.99),
+    "reverb_width": (0.0, 1.0), "feedback": (0.0, 0.99), "fade_s": (0.0, 600.0),
 }
 COMPRESSOR_DEFAULTS = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 10.0, "release_ms": 150.0,
                        "knee_db": 6.0, "makeup_db": 0.0}
@@ -87,7 +87,7 @@ RESOLUTION = {
     "ceiling_dbtp": 0.01, "lookahead_ms": 0.1, "widener_gain_db": 0.01, "delay_ms": 0.1,
     "time_s": 0.001, "lane_gain_db": 0.01, "ramp_ms": 0.1, "level_db": 0.01, "time_ms": 0.1,
     "predelay_ms": 0.1, "rt60_s": 0.01, "early_late_db": 0.01, "reverb_width": 0.001,
-    "feedback": 0.001,
+    "feedback": 0.001, "fade_s": 0.001,
 }
 TIDY_TOP_HZ = 0.45  # x sample rate: where tidy() moves EQ bands placed at or above Nyquist
 
@@ -397,7 +397,31 @@ def _send(c: _Checker, s, where):
 
 
 def _master(c: _Checker, m):
-    c.obj(m, "master", set(MASTER_DEFAULTS))
+    c.obj(m, "master", set(MASTER_DEFAULTS) | ({"top_tail"} if c.version >= 2 else set()))
+    out = _master_chain(c, m)
+    if "top_tail" in m:  # only when given: a master without one renders as before
+        out["top_tail"] = _top_tail(c, m["top_tail"], "master.top_tail")
+    return out
+
+
+TOP_TAIL_FIELDS = ("start_s", "end_s", "fade_in_s", "fade_out_s")
+
+
+def _top_tail(c: _Checker, value, where):
+    """The master's top and tail (automix.toptail): the span kept and equal-power fades."""
+    c.obj(value, where, set(TOP_TAIL_FIELDS))
+    out = {"start_s": c.number(value.get("start_s", 0.0), f"{where}.start_s", "time_s")}
+    if "end_s" in value:
+        out["end_s"] = c.number(value["end_s"], f"{where}.end_s", "time_s")
+        if out["end_s"] <= out["start_s"]:
+            c.fail(where, f"end_s ({out['end_s']:g} s) must be after start_s "
+                   f"({out['start_s']:g} s)")
+    for key in ("fade_in_s", "fade_out_s"):
+        out[key] = c.number(value.get(key, 0.0), f"{where}.{key}", "fade_s")
+    return out
+
+
+def _master_chain(c: _Checker, m):
     return {"eq": _eq(c, m.get("eq", []), "master.eq"),
             "compressor": _processor(c, m.get("compressor", {}), "master.compressor",
                                      COMPRESSOR_DEFAULTS, {}),

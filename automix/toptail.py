@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import AutomixError
@@ -74,3 +76,43 @@ def top_and_tail(audio: np.ndarray, sample_rate: int, fade_in_s: float = 0.0,
     start, end = find_trim(audio, sample_rate) if trim else (0, np.asarray(audio).shape[-1])
     return apply_fades(np.asarray(audio)[..., start:end], sample_rate, fade_in_s,
                        fade_out_s), (start, end)
+
+
+# --- settings.json master.top_tail --------------------------------------------------------------
+
+def settings_for(audio: np.ndarray, sample_rate: int, fade_in_s: float = 0.0,
+                 fade_out_s: float = 0.0, trim: bool = True) -> dict | None:
+    """The ``master.top_tail`` entry for ``audio`` (the limited master): the span without its
+    silence (:func:`find_trim`; start rounded down, end up, to the settings' 0.001 s) and the
+    fades; None when it would change nothing."""
+    n = np.asarray(audio).shape[-1]
+    start, end = find_trim(audio, sample_rate) if trim else (0, n)
+    start_s = math.floor(start / sample_rate * 1000) / 1000
+    end_s = math.ceil(end / sample_rate * 1000) / 1000
+    entry = {"start_s": start_s, "fade_in_s": round(float(fade_in_s), 3),
+             "fade_out_s": round(float(fade_out_s), 3)}
+    if span(entry | {"end_s": end_s}, n, sample_rate)[1] < n:
+        entry["end_s"] = end_s
+    a, b = span(entry, n, sample_rate)
+    if (a, b) == (0, n) and not entry["fade_in_s"] and not entry["fade_out_s"]:
+        return None
+    apply_fades(np.zeros((1, b - a)), sample_rate, entry["fade_in_s"],
+                entry["fade_out_s"])  # the fades fit in the span, else a one-line error
+    return entry
+
+
+def span(entry: dict, n: int, sample_rate: int) -> tuple[int, int]:
+    """The samples ``(start, end)`` a ``top_tail`` entry keeps of ``n`` (within the audio)."""
+    start = min(n, int(round(entry.get("start_s", 0.0) * sample_rate)))
+    end = n if entry.get("end_s") is None else min(n, int(round(entry["end_s"] * sample_rate)))
+    return start, max(start, end)
+
+
+def apply_settings(audio: np.ndarray, entry: dict | None, sample_rate: int) -> np.ndarray:
+    """``audio`` (channels, n) cut to the entry's span and faded (a new float64 array); the
+    render's and the job's one way of applying ``master.top_tail``."""
+    if not entry:
+        return audio
+    start, end = span(entry, np.asarray(audio).shape[-1], sample_rate)
+    return apply_fades(np.asarray(audio)[..., start:end], sample_rate,
+                       entry.get("fade_in_s", 0.0), entry.get("fade_out_s", 0.0))
