@@ -194,6 +194,11 @@ def parse_formats(text: str) -> tuple[str, ...]:
     bad = [n for n in names if n not in DELIVERY_FORMATS]
     if bad:
         raise AutomixError(f"format {bad[0]!r}: choose from wav, {', '.join(DELIVERY_FORMATS)}")
+    for n in names:  # checked before any work: an older libsndfile has no MP3 or Opus
+        codec = {"mp3": "mp3", "ogg": "vorbis", "opus": "opus"}.get(n)
+        if codec and not available(codec):
+            raise AutomixError(f"--formats {n}: the libsndfile here cannot write it "
+                               "(soundfile >= 0.12 with libsndfile >= 1.1 can)")
     return names
 
 

