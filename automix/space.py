@@ -16,7 +16,8 @@ pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
    early/late -6 dB, return high-pass 150 Hz (keeps the low end clean), low-pass 9 kHz: the
    reverb's defaults (not measurable blindly with any reliability).
 3. **Each stem's own ambience** (blind RT60 and early/late of its mid, mid band, on the
-   excerpt): a stem with its own decay (RT60 >= :data:`MIN_RT60_S`) already carries a late
+   middle :data:`STEM_S` seconds of the excerpt): a stem with its own decay (RT60 >=
+   :data:`MIN_RT60_S`) already carries a late
    share ``f_s = 1 / (1 + 10^(el_s / 10))``; the reference's is ``f_r`` likewise; the stem's
    send is lowered by ``10 log10(1 - f_s / f_r)`` dB, and it gets none when that is under
    -10 dB (it is about as wet as the reference already).  Stems named bass/sub/kick get no
@@ -31,9 +32,9 @@ pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
    the reference was (blind RT60, then the early/late proxy with that RT60; the reference's
    RT60 where the mix reads none); its cost is the mean over the bands the reference reads of
    ``|early/late - reference's| + 6 |log2(RT60 / reference's)|`` (an octave of RT60 weighs as
-   6 dB; no reading counts as 0.2 s).  Levels -40..+12 dB every 2 dB, then 0.5 dB steps around
-   the best.  When the dry mix costs no more than the best level plus :data:`WET_MARGIN_DB`, the
-   stems already read as wet as the reference: no bus.
+   6 dB; no reading counts as 0.2 s).  Levels -40..+12 dB every 4 dB, then 0.5 dB steps
+   within 2 dB of the best.  When the dry mix costs no more than the best level plus
+   :data:`WET_MARGIN_DB`, the stems already read as wet as the reference: no bus.
 5. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
    energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
    energy); 0 gives no bus.
@@ -56,11 +57,12 @@ from .dsp import reverb as rv
 BUS = "space"
 MIN_RT60_S = 0.3
 WET_MARGIN_DB = 1.0
-EXCERPT_S = 30.0      # shorter excerpts read too few decays: the level swings (12 s: up to 12 dB)
+EXCERPT_S = 30.0         # shorter excerpts read too few decays (12 s: level swings of 12 dB)
 LEVELS_DB = np.arange(-40.0, 12.25, 0.5)
-MIN_SEND_DB = -10.0
-RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error counts as 6 dB of early/late
-FLOOR_RT60_S = 0.2       # the blind estimator's floor (a band with no reading counts as this)      # a stem that would need less than this gets no send
+STEM_S = 15.0            # each stem's own ambience: the excerpt's middle 15 s (cost)
+MIN_SEND_DB = -10.0      # a stem that would need less than this gets no send
+RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error weighs as 6 dB
+FLOOR_RT60_S = 0.2       # the blind estimator's floor (a band with no reading counts as this)
 MONO_COHERENCE = 0.99
 DRY_NAMES = re.compile(r"bass|sub|kick", re.I)
 DEFAULT_RATIOS = {"low": 1.8 / 1.5, "high": 0.8 / 1.5}
@@ -111,10 +113,11 @@ def _excerpt(stems: list[np.ndarray], sample_rate: int, seconds: float) -> tuple
     step = sample_rate
     blocks = max(1, n // step)
     energy = np.zeros(blocks)
-    for s in stems:
-        m = s[..., :blocks * step].astype(np.float32)
-        e = (m * m).reshape(m.shape[0], -1, step).sum(axis=(0, 2)) if m.shape[-1] >= step \
-            else np.array([float((m * m).sum())])
+    for s in stems:   # every 8th sample: the energy per second, cheaply
+        m = s[..., :blocks * step:8].astype(np.float32)
+        per = m.shape[-1] // blocks
+        e = (m[..., :blocks * per] * m[..., :blocks * per]).reshape(m.shape[0], blocks, per) \
+            .sum(axis=(0, 2)) if per > 0 else np.array([float((m * m).sum())])
         energy[:e.size] += e
     span = max(1, length // step)
     if blocks <= span:
@@ -198,7 +201,9 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
         if DRY_NAMES.search(name):
             offset = None
         elif f_ref is not None:
-            rt_s, el_s = stem_ambience(piece.mean(axis=0)[pre:], sample_rate)
+            mid = piece.mean(axis=0)[pre:]
+            cut = max(0, (mid.size - int(STEM_S * sample_rate)) // 2)   # its middle 15 s
+            rt_s, el_s = stem_ambience(mid[cut:mid.size - cut], sample_rate)
             if rt_s is not None and el_s is not None and rt_s >= MIN_RT60_S:
                 need = 1.0 - _late_share(el_s) / f_ref
                 offset = 10 * math.log10(need) if need > 10 ** (MIN_SEND_DB / 10) else None
@@ -242,10 +247,10 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
         return [], [], ["space: the reference's early/late reading is missing: no reverb "
                         "added"], info
     dry_cost = cost(None)
-    coarse = {float(level): cost(float(level)) for level in LEVELS_DB[::4]}
+    coarse = {float(level): cost(float(level)) for level in LEVELS_DB[::8]}
     top = min(coarse, key=coarse.get)
     fine = {float(level): cost(float(level)) for level in LEVELS_DB
-            if abs(level - top) <= 1.5 and float(level) not in coarse}
+            if abs(level - top) <= 2.0 and float(level) not in coarse}
     found = {**coarse, **fine}
     best = min(found, key=found.get)
     info.update(dry_cost=dry_cost, send_db=best, cost=found[best])
@@ -254,10 +259,12 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
                         "added"], info
     shift = best + 10 * math.log10(amount)
     bus = {"name": bus_name, "processor": proc, "gain_db": 0.0}
-    sends = [{"source": n, "bus": bus_name, "level_db": round(float(np.clip(shift + o, -120, 24)), 2)}
+    sends = [{"source": n, "bus": bus_name,
+              "level_db": round(float(np.clip(shift + o, -120, 24)), 2)}
              for n, o in zip(names, offsets) if o is not None]
     levels = [s["level_db"] for s in sends]
-    note = (f"space: reverb bus '{bus_name}' (RT60 {proc['rt60_low_s']:.2f}/{proc['rt60_mid_s']:.2f}/"
+    note = (f"space: reverb bus '{bus_name}' (RT60 {proc['rt60_low_s']:.2f}/"
+            f"{proc['rt60_mid_s']:.2f}/"
             f"{proc['rt60_high_s']:.2f} s low/mid/high, width {proc['width']:.2f}), sends "
             f"{min(levels):.1f}..{max(levels):.1f} dB on {len(sends)} of {len(names)} tracks")
     skipped = [n for n, o in zip(names, offsets) if o is None]
