@@ -87,6 +87,9 @@ class Result:
     sample_rate: int
     notes: list[str] = field(default_factory=list)
     stems: dict | None = None
+    # the report's loudness-over-time plot: the reference's short-term loudness (LUFS every
+    # 0.1 s) and the lead ridden (automix.timeline), when the job planned the song's time
+    timeline: dict | None = None
 
     @property
     def analysis(self) -> dict:
@@ -499,9 +502,13 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     _shift_faders(settings, MIX_LOUDNESS_LUFS - estimate)
     if not static:  # sections, the lead rider, section contrast, de-esser (automix.timeline)
         say("following the song's sections")
-        settings, time_notes = _plan_time(settings, st, sr, lead, lead_margin,
-                                          amounts.dynamics)
+        settings, time_notes, lead_name = _plan_time(settings, st, sr, lead, lead_margin,
+                                                     amounts.dynamics)
         notes += time_notes
+        timeline = {"lead": lead_name, "reference_st": None if st.reference is None else
+                    analysis.short_term_loudness(to_stereo(st.reference), sr)}
+    else:
+        timeline = None
     st.reference = None
     say("rendering the mix")
     printed = {} if export_stems else None
@@ -526,7 +533,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
     return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings),
-                  stems=printed)
+                  stems=printed, timeline=timeline)
 
 
 def _as_audio(value, what: str) -> np.ndarray:
@@ -609,7 +616,8 @@ def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics:
     for t in out["tracks"]:
         if t["name"] in tp.deesser:
             t["deesser"] = dict(tp.deesser[t["name"]])
-    return validate(out, "automix", tidy=True), tp.notes
+    return (validate(out, "automix", tidy=True), tp.notes,
+            tp.lead.name if tp.lead is not None and tp.ride is not None else None)
 
 
 def _top_tail(settings: dict, master_audio: np.ndarray, sr: int, fade_in: float,

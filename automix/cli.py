@@ -244,7 +244,8 @@ class _Writer:
         from .report import summary_text, write_report
         from .settings import save_settings
 
-        self.folder.submit(write_report, self.folder.path("report.png"), result.settings)
+        self.folder.submit(write_report, self.folder.path("report.png"), result.settings,
+                           _timeline_curves(result))
         save_settings(self.folder.path("settings.json"), result.settings)
         if getattr(result, "stems", None):  # --export-stems (issue 16): stems/NAME.wav
             _write_printed_stems(self.folder, result.stems, result.sample_rate, self.bit_depth)
@@ -283,6 +284,14 @@ def _import_report_in_background() -> None:
 
     from . import background
     background.submit(importlib.import_module, "automix.report")
+
+
+def _timeline_curves(result) -> dict | None:
+    """What the report's loudness-over-time plot needs (automix.report.write_report)."""
+    t = getattr(result, "timeline", None)
+    if not t:
+        return None
+    return dict(t, mix=result.mix, master=result.master, sample_rate=result.sample_rate)
 
 
 def cmd_mix(args) -> int:

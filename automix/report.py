@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, safe in a worker thread
 
 from .audio import atomic_path
@@ -26,10 +27,19 @@ def summary_text(analysis: dict) -> str:
     return "\n".join(f"{label:<20}" + "".join(f"{v:>11}" for v in values) for label, values in rows)
 
 
-def write_report(path, settings: dict) -> Path:
+def write_report(path, settings: dict, timeline: dict | None = None) -> Path:
+    """report.png; ``timeline`` (the job's, when it planned the song's time: ``reference_st``,
+    ``mix``, ``master``, ``sample_rate``, ``lead``) adds a row: short-term loudness over time
+    with the sections and the lead's lane."""
     analysis = settings["analysis"]
-    fig = Figure(figsize=(13, 9.5))
-    axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1, 1.3]})
+    if timeline:
+        fig = Figure(figsize=(13, 14.5))
+        grid = fig.add_gridspec(3, 2, height_ratios=[1, 1.75, 1.0])
+        axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(2)] for r in range(2)])
+        _plot_time(fig.add_subplot(grid[2, :]), settings, timeline)
+    else:
+        fig = Figure(figsize=(13, 9.5))
+        axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1, 1.3]})
     for ax, part, title in ((axes[0, 0], "mid_db", "tonal balance, mid"),
                             (axes[0, 1], "side_db", "tonal balance, side")):
         for name, colour in _COLOURS.items():
@@ -59,11 +69,58 @@ def write_report(path, settings: dict) -> Path:
     ax.text(0, 1, _settings_text(settings), va="top", family="monospace", fontsize=8.5,
             transform=ax.transAxes)
     # fixed margins (tight_layout would measure every text: a third of the drawing time)
-    fig.subplots_adjust(left=0.06, right=0.985, top=0.96, bottom=0.01, wspace=0.16, hspace=0.22)
+    if timeline:
+        fig.subplots_adjust(left=0.06, right=0.95, top=0.97, bottom=0.04, wspace=0.16,
+                            hspace=0.25)
+    else:
+        fig.subplots_adjust(left=0.06, right=0.985, top=0.96, bottom=0.01, wspace=0.16,
+                            hspace=0.22)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     return path
+
+
+def _plot_time(ax, settings: dict, timeline: dict) -> None:
+    """Short-term loudness (BS.1770, 3 s windows every 0.1 s) of reference, mix and master over
+    time; the sections shaded and lettered; the lead's fader lane (dB) on the right axis."""
+    from .analysis import short_term_loudness
+    from .console.blocks import lane_db
+
+    sr = timeline["sample_rate"]
+    start = settings["master"].get("top_tail", {}).get("start_s", 0.0)  # master trimmed
+    curves = {"reference": (timeline.get("reference_st"), 0.0),
+              "mix": (short_term_loudness(timeline["mix"], sr), 0.0),
+              "master": (short_term_loudness(timeline["master"], sr), start)}
+    for name, (st, offset) in curves.items():
+        if st is not None and len(st):
+            t = offset + 1.5 + 0.1 * np.arange(len(st))   # window centres
+            ax.plot(t, np.maximum(st, -70), color=_COLOURS[name], label=name,
+                    lw=2.0 if name == "master" else 1.2)
+    for i, sec in enumerate(settings.get("sections", [])):
+        ax.axvspan(sec["start_s"], sec["end_s"], color="0.85" if i % 2 else "0.93", zorder=0)
+        ax.text((sec["start_s"] + sec["end_s"]) / 2, 0.98, sec["label"].split(":")[0],
+                transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=9)
+    ax.set_xlabel("s")
+    ax.set_ylabel("short-term loudness (LUFS)")
+    lo = min(float(np.percentile(c[0], 5)) for c in curves.values()
+             if c[0] is not None and len(c[0]))
+    ax.set_ylim(max(lo, -60) - 3, None)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left")
+    lead = next((t for t in settings["tracks"] if t["name"] == timeline.get("lead")), None)
+    lane = ((lead or {}).get("automation") or {}).get("gain_db")
+    title = "loudness over time, sections shaded"
+    if lane and lane["points"]:
+        n = timeline["mix"].shape[1]
+        step = max(1, sr // 20)
+        db = lane_db(lane, 0, n, sr)[::step]
+        right = ax.twinx()
+        right.plot(np.arange(len(db)) * step / sr, db, color="tab:green", lw=1.4, ls="--")
+        right.set_ylabel(f"lead lane: {lead['name']} (dB)", color="tab:green")
+        right.set_ylim(-7, 7)
+        title += f"; the lead's fader lane dashed ({lead['name']})"
+    ax.set_title(title)
 
 
 def _settings_text(settings: dict) -> str:

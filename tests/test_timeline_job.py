@@ -116,3 +116,28 @@ def test_cli_time_options_errors(case, capsys, args, message):
               "-o", "/nonexistent/x"] + args)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_report_draws_loudness_over_time_with_sections_and_lane(tmp_path):
+    from matplotlib.image import imread
+
+    from automix.report import write_report
+
+    rng = np.random.default_rng(0)
+    mix = 0.1 * rng.standard_normal((2, SR * 10))
+    a = {"integrated_lufs": -20.0, "true_peak_dbtp": -1.0, "plr_db": 10.0,
+         "loudness_range_lu": 3.0, "width_db": -10.0, "crest_factor_db": 12.0,
+         "tonal_balance": {"bands_hz": [100.0, 1000.0], "mid_db": [0.0, -1.0],
+                           "side_db": [-10.0, -11.0]}}
+    settings = {"analysis": {"reference": a, "mix": a, "master": a}, "sample_rate": SR,
+                "master": {"eq": [], "compressor": {}, "limiter": {}, "side_eq": [],
+                           "widener": {}, "width": 1.0, "gain_db": 0.0},
+                "tracks": [{"name": "vox", "automation": {"gain_db": {"ramp_ms": 1000.0, "points": [
+                    {"time_s": 0.0, "gain_db": 2.0}, {"time_s": 5.0, "gain_db": -1.0}]}}}],
+                "sections": [{"start_s": 0.0, "end_s": 5.0, "label": "A: x (soft)"},
+                             {"start_s": 5.0, "end_s": 10.0, "label": "B: x, y (loud)"}]}
+    plain = write_report(tmp_path / "plain.png", settings)
+    timed = write_report(tmp_path / "timed.png", settings, {
+        "reference_st": np.full(70, -20.0), "mix": mix, "master": mix, "sample_rate": SR,
+        "lead": "vox"})
+    assert imread(timed).shape[0] > imread(plain).shape[0] * 1.3
