@@ -28,8 +28,8 @@ def summary_text(analysis: dict) -> str:
 
 
 def write_report(path, settings: dict, timeline: dict | None = None) -> Path:
-    """report.png; ``timeline`` (the job's, when it planned the song's time: ``reference_st``,
-    ``mix``, ``master``, ``sample_rate``, ``lead``) adds a row: short-term loudness over time
+    """report.png; ``timeline`` (the job's, when it planned the song's time: ``reference``
+    audio or its ``reference_st``, ``mix``, ``master``, ``sample_rate``, ``lead``) adds a row: short-term loudness over time
     with the sections and the lead's lane."""
     analysis = settings["analysis"]
     if timeline:
@@ -89,7 +89,10 @@ def _plot_time(ax, settings: dict, timeline: dict) -> None:
 
     sr = timeline["sample_rate"]
     start = settings["master"].get("top_tail", {}).get("start_s", 0.0)  # master trimmed
-    curves = {"reference": (timeline.get("reference_st"), 0.0),
+    ref = timeline.get("reference_st")
+    if ref is None and timeline.get("reference") is not None:
+        ref = short_term_loudness(timeline["reference"], sr)
+    curves = {"reference": (ref, 0.0),
               "mix": (short_term_loudness(timeline["mix"], sr), 0.0),
               "master": (short_term_loudness(timeline["master"], sr), start)}
     for name, (st, offset) in curves.items():
