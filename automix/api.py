@@ -612,7 +612,7 @@ def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics:
     groups = {g["name"]: list(g["members"]) for g in settings.get("groups", [])} or None
     tp = plan(stems, settings, lead=lead, lead_margin_db=lead_margin,
               reference=None if st.reference is None else to_stereo(st.reference),
-              dynamics_amount=dynamics, groups=groups)
+              dynamics_amount=dynamics, groups=groups, keep_lead_level=lead_margin is None)
     out = dict(tp.settings, sections=to_settings(tp.sections))
     for t in out["tracks"]:
         if t["name"] in tp.deesser:

@@ -476,8 +476,9 @@ def build_mix_parser() -> argparse.ArgumentParser:
                    help="the stem kept on top by a rider lane on its fader (default auto: found "
                         "from names and audio; none: no rider)")
     p.add_argument("--lead-margin", type=_lead_margin, default=None, metavar="DB",
-                   help="the lead's short-term loudness above the rest of the mix, section by "
-                        "section (default +1 dB; -12..12)")
+                   help="an absolute target for the lead's short-term loudness above the rest, "
+                        "every section (-12..12; default: none, the margin is evened out "
+                        "across sections around its mean)")
     p.add_argument("--static", action="store_true",
                    help="one static setting for the whole song: no sections, lanes, de-esser "
                         "or trimming (the mix before issue 19)")

@@ -307,7 +307,9 @@ def rider_lane(lead: np.ndarray, rest: np.ndarray, sample_rate: int, edges_s,
 
 def rider_from_loudness(lead_st, rest_st, edges_s, target_margin_db=DEFAULT_MARGIN_DB,
                         max_db=MAX_RIDE_DB, ramp_ms=DEFAULT_RAMP_MS) -> Ride:
-    """:func:`rider_lane` from the short-term loudness of lead and rest."""
+    """:func:`rider_lane` from the short-term loudness of lead and rest.  ``target_margin_db``
+    None: no target, the sections are only evened out around their mean margin (the lead's
+    average level is kept)."""
     margins = section_margins(np.asarray(lead_st), np.asarray(rest_st), edges_s)
     known = [(k, m) for k, m in enumerate(margins) if m is not None]
     raw: list = [None] * len(margins)
@@ -319,8 +321,9 @@ def rider_from_loudness(lead_st, rest_st, edges_s, target_margin_db=DEFAULT_MARG
         ks = [k for k, _ in known]
         mean = float(np.average([m for _, m in known], weights=dur[ks]))
         even = np.clip([mean - m for _, m in known], -max_db, max_db)
-        shift = float(np.clip(target_margin_db - mean, -max_db - even.min(), max_db - even.max()))
-        clipped = bool(abs(shift - (target_margin_db - mean)) > 1e-9
+        goal = 0.0 if target_margin_db is None else target_margin_db - mean
+        shift = float(np.clip(goal, -max_db - even.min(), max_db - even.max()))
+        clipped = bool(abs(shift - goal) > 1e-9
                        or any(abs(mean - m) > max_db for _, m in known))
         for (k, _), g in zip(known, even + shift):
             raw[k] = float(g)

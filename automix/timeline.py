@@ -69,16 +69,21 @@ def _fader(track: dict, audio) -> float:
 def plan(stems: dict, settings: dict, *, lead: str | None = None,
          lead_margin_db: float | None = None, static: bool = False,
          reference: np.ndarray | None = None, dynamics_amount: float = 1.0,
-         groups: dict | None = None) -> TimePlan:
+         groups: dict | None = None, keep_lead_level: bool = False) -> TimePlan:
     """Sections, lanes and the de-esser rule for the static mix ``settings`` (module doc).
 
     ``stems``: ``{track name: (channels, samples)}`` for the tracks of ``settings``;
     ``lead``: a track name, ``"none"``, or None (found automatically); ``lead_margin_db``: the
     target margin (None: :data:`automix.lead.DEFAULT_MARGIN_DB`); ``reference``: the reference
-    audio at the project rate (for the contrast and sibilance targets)."""
+    audio at the project rate (for the contrast and sibilance targets); ``keep_lead_level``
+    (with ``lead_margin_db`` None): no margin target, the rider only evens the lead's margin out
+    across sections around its mean (the job's default: its static faders were fitted to the
+    reference, so the lead's average level already follows it)."""
     sr = int(settings["sample_rate"])
-    margin = (lead_mod.DEFAULT_MARGIN_DB if lead_margin_db is None
-              else check_lead_margin(lead_margin_db))
+    if lead_margin_db is not None:
+        margin = check_lead_margin(lead_margin_db)
+    else:
+        margin = None if keep_lead_level else lead_mod.DEFAULT_MARGIN_DB
     tracks = {t["name"]: t for t in settings["tracks"]}
     missing = [name for name in tracks if name not in stems]
     if missing:
@@ -126,9 +131,10 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
         out.ride = lead_mod.rider_from_loudness(lead_st, rest_st, edges, margin)
         gains[choice.name] += np.asarray(out.ride.gains_db)
         lo, hi = min(out.ride.gains_db), max(out.ride.gains_db)
+        goal = ("its margin evened out across sections" if margin is None
+                else f"a {margin:+.1f} dB margin")
         out.notes.append(f"lead: {choice.name} ({choice.reason}); rider {lo:+.1f}..{hi:+.1f} dB "
-                         f"for a {margin:+.1f} dB margin" + (" (held at +-6 dB)"
-                                                             if out.ride.clipped else ""))
+                         f"for {goal}" + (" (held at +-6 dB)" if out.ride.clipped else ""))
         if reference is not None and lead_mod.is_vocal_name(choice.name):
             ref_sib = deesser.sibilance_db(reference, sr)
             params = deesser.deesser_for(stems[choice.name], sr, ref_sib, vocal_like=True)

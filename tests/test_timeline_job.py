@@ -141,3 +141,20 @@ def test_report_draws_loudness_over_time_with_sections_and_lane(tmp_path):
         "reference_st": np.full(70, -20.0), "mix": mix, "master": mix, "sample_rate": SR,
         "lead": "vox"})
     assert imread(timed).shape[0] > imread(plain).shape[0] * 1.3
+
+
+def test_rider_without_target_evens_sections_and_keeps_the_mean():
+    """``target_margin_db=None`` (the job's default): the sections' margins meet at their
+    duration-weighted mean, so the lead's average level stays where the fit put it."""
+    from automix.lead import rider_from_loudness
+
+    t = np.arange(0, 40, 0.1)                  # 3 s windows every 0.1 s over 43 s
+    lead = np.full(len(t), -20.0)
+    rest = np.where(t + 1.5 < 20.0, -22.0, -16.0)   # margin +2 then -4 dB
+    ride = rider_from_loudness(lead, rest, [0.0, 20.0, 43.0], None)
+    g = np.array(ride.gains_db)
+    after = np.array(ride.margins_before) + g
+    assert abs(after[0] - after[1]) < 0.01
+    assert abs(np.average(g, weights=[20.0, 23.0])) < 0.2, g
+    fixed = rider_from_loudness(lead, rest, [0.0, 20.0, 43.0], 1.0)
+    assert np.allclose(np.array(fixed.margins_before) + np.array(fixed.gains_db), 1.0, atol=0.01)
