@@ -322,10 +322,10 @@ def diagnose(case: dict, result, sr: int, steps: int, only: list[str] | None = N
     if rule is not None:
         variants["goal by the rule, margin 1.5 dB"] = lambda: _with(
             patched(stage_module, "UNMASTERED_MARGIN_DB", 1.5), stage)
-    if only:
-        variants = {k: v for k, v in variants.items() if any(o in k for o in only)}
     variants["lowered goal + one tone pass"] = lambda: _with(patched(Target, "shifted", lambda self, p, m: self),
                                                              lambda: stage(target_lufs=lowered))
+    if only:
+        variants = {k: v for k, v in variants.items() if any(o in k for o in only)}
     goal = None
     for name, run in variants.items():
         final, g, info = run()
