@@ -32,7 +32,7 @@ pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
    the reference was (blind RT60, then the early/late proxy with that RT60; the reference's
    RT60 where the mix reads none); its cost is the mean over the bands the reference reads of
    ``|early/late - reference's| + 6 |log2(RT60 / reference's)|`` (an octave of RT60 weighs as
-   6 dB; no reading counts as 0.2 s).  Levels -40..+12 dB every 4 dB, then 0.5 dB steps
+   6 dB; no reading counts as 0.2 s).  Levels -40..+6 dB every 4 dB, then 0.5 dB steps
    within 2 dB of the best.  When the dry mix costs no more than the best level plus
    :data:`WET_MARGIN_DB`, the stems already read as wet as the reference: no bus.
 5. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
@@ -58,7 +58,7 @@ BUS = "space"
 MIN_RT60_S = 0.3
 WET_MARGIN_DB = 1.0
 EXCERPT_S = 30.0         # shorter excerpts read too few decays (12 s: level swings of 12 dB)
-LEVELS_DB = np.arange(-40.0, 12.25, 0.5)
+LEVELS_DB = np.arange(-40.0, 6.25, 0.5)   # +6 dB at most: the return 4x the sends
 STEM_S = 15.0            # each stem's own ambience: the excerpt's middle 15 s (cost)
 MIN_SEND_DB = -10.0      # a stem that would need less than this gets no send
 RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error weighs as 6 dB

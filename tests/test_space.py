@@ -172,9 +172,12 @@ def test_bad_references_plan_finite(kind, sr):
             assert p["width"] == 1.0
 
 
-def test_cathedral_reference_full_job_under_ceiling(tmp_path, session):
-    ref = tmp_path / "cathedral.wav"
-    sf.write(ref, wet(notes(10, 8), 8.0).T, SR, subtype="FLOAT")
+@pytest.mark.parametrize("kind,sr", [("cathedral", SR), ("mono3s", 48000)])
+def test_bad_reference_full_job_under_ceiling(tmp_path, session, kind, sr):
+    ref = tmp_path / f"{kind}.wav"
+    audio = wet(notes(10, 8, sr), 8.0, sr=sr) if kind == "cathedral" else \
+        wet(notes(4, 8, sr), 1.0, sr=sr)[:1, :3 * sr]      # 3 s, mono, at another rate
+    sf.write(ref, audio.T, sr, subtype="FLOAT")
     r = automix.mix(session[1], ref, model=None, refine_steps=10)
     assert np.isfinite(r.master).all() and np.isfinite(r.mix).all()
     assert 20 * math.log10(true_peak_linear(r.master)) <= -1.0 + 1e-6
