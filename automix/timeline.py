@@ -154,6 +154,19 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
         ref = sections_mod.find_sections_in_mix(small, sr / q, use_beats=False)
         ref_spread = lead_mod.contrast_spread([s.loudness_lufs for s in ref.sections],
                                               [s.end_s - s.start_s for s in ref.sections])
+        # the same measure on the static mix: a spread depends on the segmentation (the stems
+        # find more boundaries than a mix alone, so a finer, larger spread), so the reference's
+        # spread is scaled by the static mix's stems-to-mix-alone ratio before it is a target
+        mm = n // q
+        m_small = mix32[:, :mm * q].reshape(2, mm, q).mean(axis=-1)
+        if mm > 0:
+            same = sections_mod.find_sections_in_mix(m_small, sr / q, use_beats=False)
+            spread_same = lead_mod.contrast_spread([s.loudness_lufs for s in same.sections],
+                                                   [s.end_s - s.start_s for s in same.sections])
+            spread_stems = lead_mod.contrast_spread([s.loudness_lufs for s in found.sections],
+                                                    np.diff(edges))
+            if spread_same > 0.1:
+                ref_spread *= spread_stems / spread_same
         if k_lead is not None:
             # the mix with the ridden lead, window by window: the rest's power plus the
             # lead's times its section gain squared (lead and rest taken as uncorrelated)
