@@ -51,13 +51,13 @@ def _write(path, x):
 @pytest.fixture(scope="module")
 def mix_file(tmp_path_factory):
     # the mix to master: a different take of the sparse material, quiet (-20 LUFS-ish)
-    x = _sparse_hits(6.0, 1)
+    x = _sparse_hits(4.0, 1)
     x *= 10 ** ((-20 - analysis.integrated_loudness(x, SR)) / 20)
     return _write(tmp_path_factory.mktemp("mix") / "mix.wav", x)
 
 
 def _ref(tmp_path, make, dbtp):
-    x = _at_true_peak(make(6.0, 2), dbtp)
+    x = _at_true_peak(make(4.0, 2), dbtp)
     return _write(tmp_path / f"ref_{dbtp:+g}.wav", x), analysis.analyze(x, SR)
 
 
