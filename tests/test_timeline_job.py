@@ -89,6 +89,12 @@ def test_lead_none_and_named_lead(case, tmp_path):
     lanes = [t["automation"]["gain_db"]["points"] for t in s["tracks"] if t.get("automation")]
     # without a rider every track carries the same (contrast) lane, or none
     assert all(p == lanes[0] for p in lanes)
+    # `automix render` of the written v2 file: the job's files, byte for byte
+    again = tmp_path / "again"
+    assert main(["render", "--stems", str(case / "stems"), "--settings",
+                 str(out / "settings.json"), "-o", str(again)]) == 0
+    for name in ("mix.wav", "master.wav"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("kwargs, message", [
