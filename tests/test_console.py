@@ -8,21 +8,9 @@ from automix.params import MASTER_SPECS, TRACK_SPECS, defaults, to_normalized, t
 from automix.render import render_master, render_mix
 from automix.settings import settings_from_params, validate
 
-from conftest import random_params
+from conftest import ArraySource, random_params
 
 SR = 44100
-
-
-class ArraySource:
-    """A stand-in for BlockReader over an in-memory array."""
-
-    def __init__(self, x):
-        self.x, self.pos, self.channels = x, 0, x.shape[0]
-
-    def read(self, n):
-        block = self.x[:, self.pos:self.pos + n]
-        self.pos += n
-        return np.pad(block, ((0, 0), (0, n - block.shape[1])))
 
 
 def song(rng, n_tracks, length):

@@ -18,21 +18,9 @@ from automix.match import Spectra, _Model
 from automix.render import render_settings
 from automix.settings import load_settings, master_from_params, save_settings, validate
 
-from conftest import random_params
+from conftest import ArraySource, random_params
 
 SR = 44100
-
-
-class ArraySource:
-    """A stand-in for BlockReader over an in-memory array."""
-
-    def __init__(self, x):
-        self.x, self.pos, self.channels = x, 0, x.shape[0]
-
-    def read(self, n):
-        block = self.x[:, self.pos:self.pos + n]
-        self.pos += n
-        return np.pad(block, ((0, 0), (0, n - block.shape[1])))
 
 
 # --- the declaration -------------------------------------------------------------------------

@@ -13,17 +13,9 @@ from automix.errors import AutomixError
 from automix.match import Spectra, _Model
 from automix.settings import validate
 
+from conftest import ArraySource
+
 SR = 44100
-
-
-class ArraySource:
-    def __init__(self, x):
-        self.x, self.pos, self.channels = x, 0, x.shape[0]
-
-    def read(self, n):
-        block = self.x[:, self.pos:self.pos + n]
-        self.pos += n
-        return np.pad(block, ((0, 0), (0, n - block.shape[1])))
 
 
 def sibilant(seconds, seed=0):

@@ -13,20 +13,10 @@ from automix.errors import AutomixError
 from automix.match import Spectra, _Model
 from automix.settings import validate
 
-from conftest import random_params
+from conftest import ArraySource, random_params
 
 SR = 44100
 FLAT = {"reverb": graph.REVERB, "echo": graph.ECHO}
-
-
-class ArraySource:
-    def __init__(self, x):
-        self.x, self.pos, self.channels = x, 0, x.shape[0]
-
-    def read(self, n):
-        block = self.x[:, self.pos:self.pos + n]
-        self.pos += n
-        return np.pad(block, ((0, 0), (0, n - block.shape[1])))
 
 
 def bus_entry(name, kind, params, mode=None):

@@ -48,6 +48,7 @@ import scipy.fft
 import torch
 
 from ..errors import AutomixError
+from .limits import check_limits
 
 PARAMS = ("time_ms", "feedback", "damping_hz")
 MODES = ("stereo", "pingpong")
@@ -64,17 +65,8 @@ LIMITS = {"time_ms": (1.0, 5000.0), "feedback": (0.0, 0.99), "damping_hz": (10.0
 def check_params(p: dict, sample_rate: float | None = None, where: str = "delay") -> None:
     """One-line :class:`AutomixError` for a missing, non-finite or out-of-range parameter;
     with ``sample_rate``, also a delay shorter than 1.5 samples."""
-    for name in PARAMS:
-        if name not in p:
-            raise AutomixError(f"{where}: missing parameter {name!r}")
-        v = torch.as_tensor(p[name], dtype=torch.float64)
-        lo, hi = LIMITS[name]
-        if not bool(torch.isfinite(v).all()):
-            raise AutomixError(f"{where}.{name} must be a finite number")
-        if bool((v < lo).any()) or bool((v > hi).any()):
-            raise AutomixError(f"{where}.{name} must be within {lo:g}..{hi:g} "
-                               + ("(feedback 1 or more never dies away)" if name == "feedback"
-                                  else ""))
+    check_limits(p, {name: LIMITS[name] for name in PARAMS}, where,
+                 hints={"feedback": "feedback 1 or more never dies away"})
     if sample_rate is not None and bool(
             (torch.as_tensor(p["time_ms"]) * sample_rate / 1000 < 1.5).any()):
         raise AutomixError(f"{where}.time_ms is shorter than 1.5 samples at {sample_rate} Hz")

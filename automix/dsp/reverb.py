@@ -59,6 +59,7 @@ import scipy.fft
 import torch
 
 from ..errors import AutomixError
+from .limits import check_limits
 from .eq import Band, decay_length, frequency_response
 
 PARAMS = ("predelay_ms", "rt60_low_s", "rt60_mid_s", "rt60_high_s", "early_late_db", "width",
@@ -97,16 +98,7 @@ _EARLY_SEED = 0xEA51
 def check_params(p: dict, where: str = "reverb") -> None:
     """One-line :class:`AutomixError` for a missing, non-finite or out-of-range parameter
     (values may be numbers or tensors of any shape) and for ``hp_hz >= lp_hz``."""
-    for name in PARAMS:
-        if name not in p:
-            raise AutomixError(f"{where}: missing parameter {name!r}")
-        v = torch.as_tensor(p[name], dtype=torch.float64)
-        lo, hi = LIMITS[name]
-        if not bool(torch.isfinite(v).all()):
-            raise AutomixError(f"{where}.{name} must be a finite number")
-        if bool((v < lo).any()) or bool((v > hi).any()):
-            raise AutomixError(f"{where}.{name} must be within {lo:g}..{hi:g}, "
-                               f"got {float(v.flatten()[0] if v.numel() == 1 else v.min()):g}")
+    check_limits(p, {name: LIMITS[name] for name in PARAMS}, where)
     if bool((torch.as_tensor(p["hp_hz"]) >= torch.as_tensor(p["lp_hz"])).any()):
         raise AutomixError(f"{where}.hp_hz must be below {where}.lp_hz")
 
