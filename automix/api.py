@@ -416,7 +416,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
         model="default", progress=None, on_audio=None, groups: str = "auto",
         export_stems: bool = False, sample_rate: int | None = None, start=None,
-        space: float = 1.0, lead: str = "auto", lead_margin: float | None = None,
+        space: float = 0.0, lead: str = "auto", lead_margin: float | None = None,
         static: bool = False, fade_in: float = 0.0, fade_out: float = 0.0) -> Result:
     """Mix and master a folder of stems to a reference track.
 
