@@ -324,7 +324,10 @@ def slow(tmp, *args):
     original(tmp, *args)
     if "master" in tmp.name:
         open(os.environ["READY"], "w").close()
-        time.sleep(float(os.environ["PAUSE"]))
+        # short sleeps: a signal the kernel hands to a worker thread is acted on by the main
+        # thread at its next bytecode, which one long sleep would put off for the whole pause
+        for _ in range(int(float(os.environ["PAUSE"]) / 0.05)):
+            time.sleep(0.05)
 audio._write_pcm = slow
 from automix.cli import run
 sys.argv = ["automix"] + sys.argv[1:]
