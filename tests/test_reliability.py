@@ -317,7 +317,11 @@ def test_output_permissions_follow_the_umask(project, tmp_path, capsys, umask, f
 # --------------------------------------------------------------------------- signals, a second run
 
 CHILD = """
-import os, sys, time
+import os, signal, sys, time
+# Ctrl-C as a terminal gives it, whatever the test runner's process left to its children
+# (an inherited ignored SIGINT or a blocked signal mask would make this child deaf to it)
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import automix.audio as audio
 original = audio._write_pcm
 def slow(tmp, *args):
