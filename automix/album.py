@@ -119,28 +119,12 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _stereo_mix(audio: np.ndarray, sr: int, name: str, file: str):
-    """A mix as ``automix master`` takes it: one neutral track strip (a mono file +3.01 dB,
-    undoing the pan law), so the settings written render to the same master."""
-    from .render import BLOCK, TrackStrip
-    from .settings import tidy_track
-
-    mono = audio.shape[0] == 1
-    track = tidy_track({"name": name, "file": file, "eq": [], "compressor": {},
-                        "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0,
-                        "width": 1.0, "mute": False}, sr)
-    out = np.zeros((2, audio.shape[1]))
-    strip = TrackStrip(track, sr, audio.shape[0])
-    for s in range(0, audio.shape[1], BLOCK):
-        strip.process(audio[:, s:s + BLOCK], out[:, s:s + BLOCK])
-    return out, track
-
-
 def analyse_song(song: Song, work_dir: str, reference: str | None, mix_options: dict) -> dict:
     """One song read (stems: mixed first by :func:`automix.mix`, the mix kept in
     ``work_dir``), checked and analysed.  Never raises for the song's own problems: returns
     ``{"ok": False, "error": ...}`` so the rest of the album goes on."""
     from .analysis import analyze
+    from .api import neutral_mix
     from .audio import read_audio, write_audio
 
     try:
@@ -157,7 +141,7 @@ def analyse_song(song: Song, work_dir: str, reference: str | None, mix_options: 
         else:
             mix_path = song.source
         audio, sr = read_audio(mix_path)
-        stereo, _ = _stereo_mix(audio, sr, song.name, Path(mix_path).name)
+        stereo, _ = neutral_mix(audio, sr, song.name, Path(mix_path).name)
         features = analyze(stereo, sr)
         if features["silent"] or features["integrated_lufs"] < -70:
             raise AutomixError("the song is silent: nothing to master")
@@ -177,14 +161,14 @@ def master_song(song: Song, mix_path: str, goal: dict, ceiling: float, amounts, 
     """One song mastered toward its plan ``goal`` (a reference-features dict) and written as
     ``out_dir/<name>.wav`` (+ formats, + ``<name>.settings.json``)."""
     from . import analysis, codec_safe
-    from .api import master_stage, measure_mix
+    from .api import master_stage, measure_mix, neutral_mix
     from .audio import read_audio, write_audio
     from .settings import FORMAT, VERSION, save_settings, validate
 
     try:
         t0 = time.perf_counter()
         audio, sr = read_audio(mix_path)
-        stereo, track = _stereo_mix(audio, sr, song.name, Path(mix_path).name)
+        stereo, track = neutral_mix(audio, sr, song.name, Path(mix_path).name)
         del audio
         mix_features, spectra = measure_mix(stereo, sr)
         with codec_safe.configured(codecs) as session:

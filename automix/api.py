@@ -650,6 +650,21 @@ def _render_mix(settings: dict, sources: list[BlockReader], printed: dict | None
             s.close()
 
 
+def neutral_mix(audio: np.ndarray, sr: int, name: str, file: str) -> tuple[np.ndarray, dict]:
+    """A finished mix as ``automix master`` takes it: ``(stereo, track)``, the file through one
+    neutral track strip (a mono file gets +3.01 dB to undo the pan law) of the render executor,
+    so the master computed from it is what ``automix render`` of the settings gives."""
+    mono = audio.shape[0] == 1
+    track = tidy_track({"name": name, "file": file, "eq": [], "compressor": {},
+                        "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0,
+                        "width": 1.0, "mute": False}, sr)
+    out = np.zeros((2, audio.shape[1]))
+    strip = TrackStrip(track, sr, audio.shape[0])
+    for s in range(0, audio.shape[1], BLOCK):
+        strip.process(audio[:, s:s + BLOCK], out[:, s:s + BLOCK])
+    return out, track
+
+
 def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: float = -1.0,
            amounts: Amounts | None = None, device: str = "cpu", progress=None,
            on_audio=None) -> Result:
@@ -667,17 +682,7 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     if clipped > 2:
         notes.append(f"{mix_path.name} clips ({clipped} samples at full scale): the master keeps "
                      "that distortion; export the mix with headroom if you can")
-    mono = audio.shape[0] == 1
-    # the mix is one "track" with a neutral strip; a mono file gets +3.01 dB to undo the pan law
-    track = tidy_track({"name": mix_path.stem, "file": mix_path.name, "eq": [], "compressor": {},
-                        "gain_db": 20 * np.log10(np.sqrt(2.0)) if mono else 0.0, "pan": 0.0,
-                        "width": 1.0, "mute": False}, sr)
-    # the mix as the render executor's track strip makes it, so the master computed from it is
-    # what `automix render` of the settings gives
-    stereo_mix = np.zeros((2, audio.shape[1]))
-    strip = TrackStrip(track, sr, audio.shape[0])
-    for s in range(0, audio.shape[1], BLOCK):
-        strip.process(audio[:, s:s + BLOCK], stereo_mix[:, s:s + BLOCK])
+    stereo_mix, track = neutral_mix(audio, sr, mix_path.stem, mix_path.name)
     del audio
     mix_features, mix_spectra = measure_mix(stereo_mix, sr)
     sections = _mix_sections(stereo_mix, sr)  # informational (settings.json sections)

@@ -318,41 +318,22 @@ def cmd_mix(args) -> int:
 
 
 def cmd_master(args) -> int:
-    from .api import master
+    from .api import master, master_stems
     from .deliverables import extra_names
     from .outdir import OutputFolder
 
-    if args.stems is not None:
-        return _cmd_master_stems(args)
-    mix_path = Path(args.input)
+    # a finished mix (--input), or group stems of one mix (--stems, issue 16: stem mastering)
+    stems = Path(args.stems) if args.stems is not None else None
+    source = stems if stems is not None else Path(args.input)
+    job = master_stems if stems is not None else master
     delivery, formats = _delivery(args)
     with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
-                      [mix_path, Path(args.reference)]) as folder:
-        progress = Progress("automix master")
-        _import_report_in_background()
-        _Writer(folder, delivery.bit_depth, delivery, formats, args.reference).run(
-            lambda on_audio: master(
-            mix_path, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
-            amounts=_amounts(args), device=args.device, progress=progress.note,
-            on_audio=on_audio))
-    return 0
-
-
-def _cmd_master_stems(args) -> int:
-    """``automix master --stems DIR`` (issue 16): stem mastering through group buses."""
-    from .api import master_stems
-    from .deliverables import extra_names
-    from .outdir import OutputFolder
-
-    stems = Path(args.stems)
-    delivery, formats = _delivery(args)
-    with OutputFolder(args.output, OUTPUT_NAMES + extra_names(formats), args.force,
-                      [stems, Path(args.reference)]) as folder:
+                      [source, Path(args.reference)]) as folder:
         progress = Progress("automix master")
         _import_report_in_background()
         _Writer(folder, delivery.bit_depth, delivery, formats, args.reference, stems).run(
-            lambda on_audio: master_stems(
-            stems, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
+            lambda on_audio: job(
+            source, args.reference, target_lufs=delivery.target_lufs, ceiling=delivery.ceiling,
             amounts=_amounts(args), device=args.device, progress=progress.note,
             on_audio=on_audio))
     return 0
