@@ -1,7 +1,7 @@
 """Human-target benchmark (issue 17): how close automix gets to a *producer's* mix.
 
     .venv/bin/python benchmarks/human.py [--data /work/data/lmms] [--songs A B ..] [--seconds 30]
-        [--no-matchering] [--systems S ..] [--diagnose [--variants V ..]] [--live] [--append]
+        [--no-matchering] [--systems S ..] [--candidate CKPT] [--diagnose [--variants V ..]] [--live] [--append]
         [--out benchmarks/results/human.json]
 
 Material: the producers' multitracks that ``automix-data lmms`` renders (LMMS demo projects,
@@ -26,7 +26,8 @@ Split, by producer (no producer on both sides; ``configs/data/generic.yaml``'s
 
 Systems: ``equal_loudness`` (the erased stems summed, turned down to -1 dBTP when above),
 ``matchering`` (Matchering 2.0.6 mastering that sum to the reference; only where importable),
-``refine`` (``--no-model``), ``network`` (``--refine-steps 0``), ``network+refine`` (default).
+``refine`` (``--no-model``), ``network`` (``--refine-steps 0``), ``network+refine`` (default);
+with ``--candidate CKPT`` also ``candidate`` and ``candidate+refine``: another checkpoint, side by side.
 
 Metrics of mix.wav and master.wav against the producer's mix of the second part:
 ``logmel_db`` (:func:`automix.analysis.logmel_distance`, one level-aligning gain),
@@ -35,7 +36,8 @@ balance errors (:func:`training.human_pairs.balance_error_db`, mean removed, wei
 producer stem's share of the producer's mix power):
 ``balance_fader_db`` -- each track's fader against the fader offset that undoes the erasure;
 ``balance_level_db`` -- each track's effective level change through its whole strip (EQ, compressor,
-fader: loudness out minus loudness in) against the producer's (producer stem minus erased stem).
+fader: loudness out minus loudness in) against the producer's (producer stem minus erased stem); ``shelf r low/high``: Pearson correlation, over every stem of every
+song, between the low/high shelf gains a system set and the ones that undo the erasure's shelves.
 
 ``--diagnose`` (issue 17 item 3) re-runs the master stage (:func:`automix.api.master_stage`) on the
 network+refine mix.wav with one part disabled at a time (the glue compressor; the second tone
@@ -148,6 +150,9 @@ def make_case(song_dir: Path, work: Path, seconds: float, sr: int = 44100) -> di
             "erased": erased, "producer_stems": stems, "target": mix[:, b], "reference_lufs":
             analysis.integrated_loudness(mix[:, a], sr),
             "true_fader_db": er.undo_gain_db,
+            # the tone perturbation each stem got: a system that undoes it sets the opposite shelves
+            "true_low_shelf_db": -np.asarray(er.low_db, dtype=float),
+            "true_high_shelf_db": -np.asarray(er.high_db, dtype=float),
             "true_level_db": np.array(producer_level) - np.array([analysis.integrated_loudness(x, sr) for x in erased]),
             "weights": 10 ** (np.array(producer_level) / 10),
             "reference_peak_dbfs": float(20 * np.log10(np.max(np.abs(mix[:, a])) + 1e-12)),
@@ -175,6 +180,36 @@ def track_levels(settings: dict, case: dict, sr: int) -> tuple[np.ndarray, np.nd
         out = TrackStrip(t, sr, x.shape[0]).process(np.ascontiguousarray(x))
         level.append(analysis.integrated_loudness(out, sr) - analysis.integrated_loudness(x, sr))
     return np.array(fader), np.array(level)
+
+
+def track_shelves(settings: dict, case: dict) -> dict:
+    """Per case stem: the low and high shelf gains automix set (0 where it set none), beside the
+    shelves that undo the erasure's tone perturbation (issue 17 item 4's correlation)."""
+    by_name = {Path(t["file"]).stem: t for t in settings["tracks"]}
+    low, high = [], []
+    for name in case["names"]:
+        bands = by_name[name].get("eq") or []
+        low.append(sum(float(b.get("gain_db", 0.0)) for b in bands if b.get("type") == "lowshelf"))
+        high.append(sum(float(b.get("gain_db", 0.0)) for b in bands if b.get("type") == "highshelf"))
+    return {"low_shelf_db": low, "high_shelf_db": high,
+            "true_low_shelf_db": case["true_low_shelf_db"].tolist(),
+            "true_high_shelf_db": case["true_high_shelf_db"].tolist()}
+
+
+def shelf_correlation(rows: list[dict], system: str) -> tuple[float | None, float | None]:
+    """Pearson r between the shelf gains a system set and the ones that undo the perturbation,
+    over every stem of every song (low, high)."""
+    out = []
+    for kind in ("low", "high"):
+        p, t = [], []
+        for r in rows:
+            sh = r["systems"].get(system, {}).get("shelves")
+            if sh:
+                p += sh[f"{kind}_shelf_db"]
+                t += sh[f"true_{kind}_shelf_db"]
+        ok = len(p) > 2 and np.std(p) > 1e-9 and np.std(t) > 1e-9
+        out.append(float(np.corrcoef(p, t)[0, 1]) if ok else None)
+    return tuple(out)
 
 
 def balance(case: dict, fader: np.ndarray, level: np.ndarray) -> dict:
@@ -210,7 +245,7 @@ def limiting_depth(scaled: np.ndarray, limited: np.ndarray, ceiling: float, sr: 
 # ------------------------------------------------------------------------------------- systems
 
 def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print,
-                systems=SYSTEMS) -> dict:
+                systems=SYSTEMS, candidate: Path | None = None) -> dict:
     import automix
     from benchmarks.run import equal_loudness_sum, have_matchering
 
@@ -243,6 +278,9 @@ def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print
                               if use_matchering else "--no-matchering"}
     runs = {"refine": dict(model=None, refine_steps=steps), "network": dict(model="default", refine_steps=0),
             "network+refine": dict(model="default", refine_steps=steps)}
+    if candidate is not None:  # a checkpoint to compare with the shipped one, side by side
+        runs |= {"candidate": dict(model=str(candidate), refine_steps=0),
+                 "candidate+refine": dict(model=str(candidate), refine_steps=steps)}
     results = {}
     for name, kw in runs.items():
         if name not in systems:
@@ -252,7 +290,8 @@ def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print
         r = automix.mix(case["dir"] / "stems", case["dir"] / "reference.wav", **kw)
         fader, level = track_levels(r.settings, case, sr)
         rows[name] = {"mix": audio_metrics(r.mix, target, sr, t_an), "master": audio_metrics(r.master, target, sr, t_an),
-                      **balance(case, fader, level), "wall_s": time.perf_counter() - t0}
+                      **balance(case, fader, level), "shelves": track_shelves(r.settings, case),
+                      "wall_s": time.perf_counter() - t0}
         results[name] = r
         log(f"  {case['song']} {name}: mix {rows[name]['mix']['logmel_db']:.2f} master "
             f"{rows[name]['master']['logmel_db']:.2f} balance {rows[name]['balance_fader_db']:.2f}/"
@@ -362,23 +401,24 @@ def _mean_flat(rows, system, key):
     return float(np.mean(vals)) if vals else None
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], systems=SYSTEMS) -> str:
     def f(v):
         return "—" if v is None else f"{v:.2f}"
     head = ("| system | mix log-mel | master log-mel | mix tonal mid/side | master tonal mid/side | "
-            "mix width | master width | balance fader | balance level |")
+            "mix width | master width | balance fader | balance level | shelf r low/high |")
     lines = [f"Mean over {len(rows)} held-out songs ({', '.join(r['song'] for r in rows)}); dB.", "",
-             head, "|---" * 9 + "|"]
-    for s in SYSTEMS:
+             head, "|---" * 10 + "|"]
+    for s in systems:
         if all("error" in r["systems"].get(s, {"error": 1}) for r in rows):
-            lines.append(f"| {s} | " + " | ".join(["n/a"] * 8) + " |")
+            lines.append(f"| {s} | " + " | ".join(["n/a"] * 9) + " |")
             continue
         lines.append(
             f"| {s} | {f(_mean(rows, s, 'mix', 'logmel_db'))} | {f(_mean(rows, s, 'master', 'logmel_db'))} | "
             f"{f(_mean(rows, s, 'mix', 'tonal_mid_db'))} / {f(_mean(rows, s, 'mix', 'tonal_side_db'))} | "
             f"{f(_mean(rows, s, 'master', 'tonal_mid_db'))} / {f(_mean(rows, s, 'master', 'tonal_side_db'))} | "
             f"{f(_mean(rows, s, 'mix', 'width_db'))} | {f(_mean(rows, s, 'master', 'width_db'))} | "
-            f"{f(_mean_flat(rows, s, 'balance_fader_db'))} | {f(_mean_flat(rows, s, 'balance_level_db'))} |")
+            f"{f(_mean_flat(rows, s, 'balance_fader_db'))} | {f(_mean_flat(rows, s, 'balance_level_db'))} | "
+            + " / ".join(f(v) for v in shelf_correlation(rows, s)) + " |")
     diag = [r["diagnosis"] for r in rows if r.get("diagnosis")]
     if diag:
         lines += ["", f"Master stage on the network+refine mix.wav, parts disabled (mean over {len(diag)} songs):", "",
@@ -407,11 +447,16 @@ def main(argv=None) -> int:
                     help="systems to run (default: all; --diagnose needs network+refine)")
     ap.add_argument("--variants", nargs="+", default=None,
                     help="--diagnose: only the variants whose names contain one of these")
+    ap.add_argument("--candidate", type=Path, default=None,
+                    help="a checkpoint to run beside the shipped network (systems candidate, candidate+refine)")
     ap.add_argument("--live", action="store_true", help="use the working tree's automix/, not HEAD's")
     ap.add_argument("--append", action="store_true", help="keep the rows of other songs already in --out")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "cache" / "human")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "human.json")
     a = ap.parse_args(argv)
+    systems = list(a.systems) + (["candidate", "candidate+refine"] if a.candidate else [])
+    if a.candidate and not a.candidate.is_file():
+        ap.error(f"--candidate {a.candidate}: no such checkpoint")
     songs = a.songs or [s for s in HELD_OUT if (a.data / s / "lmms.json").is_file()]
     if a.diagnose and "network+refine" not in a.systems:
         ap.error("--diagnose re-masters the network+refine mix: include it in --systems")
@@ -432,7 +477,8 @@ def main(argv=None) -> int:
         case = make_case(a.data / song, a.work, a.seconds, sr)
         print(f"{song}: {len(case['names'])} stems, {case['seconds']:.1f} s parts, reference peaks at "
               f"{case['reference_peak_dbfs']:+.1f} dBFS, {case['reference_lufs']:.1f} LUFS", flush=True)
-        systems, results = run_systems(case, sr, not a.no_matchering, a.steps, systems=a.systems)
+        systems, results = run_systems(case, sr, not a.no_matchering, a.steps, systems=systems,
+                                       candidate=a.candidate)
         row = {"song": song, "stems": len(case["names"]), "seconds": case["seconds"],
                "reference_lufs": case["reference_lufs"], "reference_peak_dbfs": case["reference_peak_dbfs"],
                "solo_sum_residual_db": case["solo_sum_residual_db"], "systems": systems}
@@ -444,9 +490,9 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({"rows": rows, "table": table(rows), "automix_commit": SNAPSHOT},
+        a.out.write_text(json.dumps({"rows": rows, "table": table(rows, systems), "automix_commit": SNAPSHOT},
                                     indent=2, default=float))
-    print(table(rows))
+    print(table(rows, systems))
     return 0
 
 
