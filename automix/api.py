@@ -492,7 +492,6 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     if grouped:
         settings["groups"] = grouped
     settings = validate(settings, "automix", tidy=True)
-    notes += _add_space(settings, st, ref_features.get("ambience"), sr, space, say)
 
     # Bus level: the faders move together so the mix sits near MIX_LOUDNESS_LUFS (estimated
     # from the stems' loudness, as uncorrelated sources add); re-rendered only if that leaves
@@ -510,6 +509,9 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                     "reference": None if st.reference is None else to_stereo(st.reference)}
     else:
         timeline = None
+    # after the time plan: the send levels are calibrated on the strips as they will render
+    # (EQ, compressor, lanes, groups: automix.space)
+    notes += _add_space(settings, st, ref_features.get("ambience"), sr, space, say)
     st.reference = None
     say("rendering the mix")
     printed = {} if export_stems else None
@@ -586,12 +588,10 @@ def _add_space(settings: dict, st: _Stems, ref_ambience, sr: int, space: float, 
     if space <= 0:
         return []
     say("setting the space")
-    by_name = {t["name"]: t for t in settings["tracks"]}
-    taken = set(by_name) | {e["name"] for key in ("groups", "buses") for e in settings.get(key, [])}
+    taken = {e["name"] for key in ("tracks", "groups", "buses") for e in settings.get(key, [])}
     bus = next(n for n in ("space", *(f"space {i}" for i in range(2, 1000))) if n not in taken)
     buses, sends, notes, _ = plan_space(
-        ref_ambience, [st.read(p, sr) for p in st.paths], list(st.names),
-        [by_name[n]["gain_db"] for n in st.names], [by_name[n]["pan"] for n in st.names], sr,
+        ref_ambience, settings, {n: st.read(p, sr) for n, p in zip(st.names, st.paths)}, sr,
         amount=space, bus_name=bus)
     if buses:
         settings["buses"] = settings.get("buses", []) + buses

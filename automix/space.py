@@ -1,8 +1,8 @@
 """Space: a reverb send bus set so the mix's ambience follows the reference's.
 
 Inputs: the reference's blind ambience (:func:`automix.ambience.ambience`: RT60, early/late
-proxy and inter-channel coherence per band), the stems (in memory) and their track faders and
-pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
+proxy and inter-channel coherence per band), the stems (in memory) and the mix's settings (its
+track strips, lanes and groups, as they will render).  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
 
 1. **Is there space to add?**  The reference needs a blind RT60 in the mid band of at least
    :data:`MIN_RT60_S`; otherwise it reads dry (no free decays, or only very short ones) and the
@@ -15,27 +15,32 @@ pans.  Output: settings.json ``buses`` + ``sends`` (version 2) and notes.
    mono reference (coherence >= 0.99) leaves the width to the mix (1).  Pre-delay 20 ms,
    early/late -6 dB, return high-pass 150 Hz (keeps the low end clean), low-pass 9 kHz: the
    reverb's defaults (not measurable blindly with any reliability).
-3. **Each stem's own ambience** (blind RT60 and early/late of its mid, mid band, on the
-   middle :data:`STEM_S` seconds of the excerpt): a stem with its own decay (RT60 >=
-   :data:`MIN_RT60_S`) already carries a late
-   share ``f_s = 1 / (1 + 10^(el_s / 10))``; the reference's is ``f_r`` likewise; the stem's
-   send is lowered by ``10 log10(1 - f_s / f_r)`` dB, and it gets none when that is under
-   -10 dB (it is about as wet as the reference already).  Stems named bass/sub/kick get no
-   send (the low end stays dry, as engineers keep it).
-4. **Send level, by measurement** (the calibration): on an excerpt of :data:`EXCERPT_S`
-   seconds (the loudest, by the stems' summed energy) the dry mix ``D`` (faders and pans, no EQ
-   or compression) and the reverb's return ``R`` of the sends at 0 dB are rendered once (the
-   reverb's training executor, with a pre-roll so the tail from before the excerpt is there).
-   The mix at common send level ``g`` is ``D + g R``; its band powers per STFT frame are
-   ``|D|^2 + g^2 |R|^2 + 2 g Re(D R*)`` summed over each band's bins (the STFT is linear), so
-   every candidate level costs only the readings, not a render.  Each candidate mix is read as
-   the reference was (blind RT60, then the early/late proxy with that RT60; the reference's
-   RT60 where the mix reads none); its cost is the mean over the bands the reference reads of
-   ``|early/late - reference's| + 6 |log2(RT60 / reference's)|`` (an octave of RT60 weighs as
-   6 dB; no reading counts as 0.2 s).  Levels -40..+6 dB every 4 dB, then 0.5 dB steps
-   within 2 dB of the best.  When the dry mix costs no more than the best level plus
-   :data:`WET_MARGIN_DB`, the stems already read as wet as the reference: no bus.
-5. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
+3. **The calibration excerpt, through the console**: the loudest :data:`EXCERPT_S` seconds of
+   the stems (by their summed energy), with a pre-roll of ``1.4 x`` the longest RT60 (so the
+   compressors have settled and the tail from before the excerpt is there), rendered through
+   the console the settings describe (:func:`render_excerpt`: every track's EQ, de-esser,
+   compressor, fader with its automation lane, pan and width, and the group strips: the
+   render's own block code), so the stems read as wet as they will render.
+4. **Each stem's own ambience** (blind RT60 and early/late of its strip output's mid, mid band,
+   on the excerpt's middle :data:`STEM_S` seconds): a stem with its own decay (RT60 >=
+   :data:`MIN_RT60_S`) already carries a late share ``f_s = 1 / (1 + 10^(el_s / 10))``; the
+   reference's is ``f_r`` likewise; the stem's send is lowered by ``10 log10(1 - f_s / f_r)``
+   dB, and it gets none when that is under -10 dB (it is about as wet as the reference
+   already).  Stems named bass/sub/kick get no send (the low end stays dry, as engineers keep
+   it).
+5. **Send level, by measurement**: the console's mix bus ``D`` of the excerpt and the reverb's
+   return ``R`` of the post-fader sends at 0 dB (each track's strip output at its offset;
+   the render executor's reverb) are rendered once.  The mix at common send level ``g`` is
+   ``D + g R``; its band powers per STFT frame are ``|D|^2 + g^2 |R|^2 + 2 g Re(D R*)`` summed
+   over each band's bins (the STFT is linear), so every candidate level costs only the
+   readings, not a render.  Each candidate mix is read as the reference was (blind RT60, then
+   the early/late proxy with that RT60; the reference's RT60 where the mix reads none); its cost
+   is the mean over the bands the reference reads of ``|early/late - reference's| + 6
+   |log2(RT60 / reference's)|`` (an octave of RT60 weighs as 6 dB; no reading counts as 0.2 s).
+   Levels -40..+6 dB every 4 dB, then 0.5 dB steps within 2 dB of the best.  When the dry mix
+   costs no more than the best level plus :data:`WET_MARGIN_DB`, the stems already read as wet
+   as the reference: no bus.
+6. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
    energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
    energy); 0 gives no bus.
 
@@ -49,7 +54,6 @@ import re
 import numpy as np
 import scipy.fft
 import scipy.signal
-import torch
 
 from . import ambience as amb
 from .dsp import reverb as rv
@@ -155,20 +159,59 @@ def _late_share(el_db: float) -> float:
     return 1.0 / (1.0 + 10 ** (el_db / 10))
 
 
-def _mix_layout(audio: np.ndarray, gain_db: float, pan: float) -> np.ndarray:
-    """A stem through its fader and pan (the render's laws; width, EQ, compressor left out)."""
-    x = np.atleast_2d(audio).astype(np.float64) * 10 ** (gain_db / 20)
-    theta = (pan + 1) * math.pi / 4
-    scale = math.sqrt(2.0) if x.shape[0] == 2 else 1.0
-    return np.stack((x[0] * scale * math.cos(theta), x[-1] * scale * math.sin(theta)))
+def render_excerpt(settings: dict, stems: dict, lo: int, hi: int, sample_rate: int,
+                   on_track=None) -> np.ndarray:
+    """The console's mix bus ``(2, hi - lo)`` float64 on samples ``lo .. hi`` of the song: each
+    track through its whole strip (EQ, de-esser, compressor, fader with its gain lane, pan and
+    width: :class:`automix.console.blocks.StripNode`, the render's own code), the groups in
+    routing order; buses and sends left out.  ``stems``: track name -> audio (channels, samples)
+    (a track without audio, e.g. a silent stem, adds nothing).  ``on_track(index, name, out)``
+    is called with each track's own stereo output (its post-fader send tap) as it comes, so no
+    more than one is held."""
+    from .console.blocks import StripNode
+    from .console.graph import MASTER_NAME, route
+
+    bare = {k: v for k, v in settings.items() if k not in ("buses", "sends")}
+    r = route(bare)
+    n = hi - lo
+    bus = np.zeros((2, n))
+    inputs = {node: np.zeros((2, n)) for node in r.order if node[0] != "track"}
+    for node in r.order:
+        kind, i = node
+        dest = bus if r.output[node] == MASTER_NAME else inputs[r.output[node]]
+        if kind == "track":
+            entry = settings["tracks"][i]
+            audio = stems.get(entry["name"])
+            if audio is None:
+                continue
+            a = np.atleast_2d(audio)
+            piece = np.zeros((a.shape[0], n))
+            got = a[:, lo:hi]
+            piece[:, :got.shape[1]] = got
+            out = StripNode(entry, sample_rate, piece.shape[0]).process(piece, None, lo,
+                                                                       owned=True)
+            if on_track is not None:
+                on_track(i, entry["name"], out)
+        else:
+            out = StripNode(settings["groups"][i], sample_rate, 2).process(inputs[node], None,
+                                                                          lo, owned=True)
+        dest += out
+    return bus
 
 
-def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
-               gains_db: list[float], pans: list[float], sample_rate: int,
+def flat_settings(names: list[str], gains_db: list[float], pans: list[float],
+                  sample_rate: int) -> dict:
+    """A console of plain tracks (fader and pan only), for tests and benchmarks."""
+    return {"sample_rate": int(sample_rate),
+            "tracks": [{"name": n, "gain_db": float(g), "pan": float(p)}
+                       for n, g, p in zip(names, gains_db, pans)]}
+
+
+def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: int,
                amount: float = 1.0, bus_name: str = BUS) -> tuple[list, list, list[str], dict]:
-    """``(buses, sends, notes, info)`` for settings.json (module doc); no buses when the
-    reference reads dry, the stems are as wet already, or ``amount`` is 0.  ``info``: the
-    calibration's readings (for benchmarks and tests)."""
+    """``(buses, sends, notes, info)`` for ``settings`` (module doc; ``stems``: track name ->
+    audio); no buses when the reference reads dry, the stems are as wet already, or ``amount``
+    is 0.  ``info``: the calibration's readings (for benchmarks and tests)."""
     info: dict = {}
     if amount <= 0:
         return [], [], ["space 0: no reverb added"], info
@@ -179,29 +222,29 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
         return [], [], ["space: the reference reads dry (no decay of at least "
                         f"{MIN_RT60_S:g} s): no reverb added"], info
     info["reverb"] = proc
+    names = [t["name"] for t in settings["tracks"]]
+    present = [stems[n] for n in names if stems.get(n) is not None]
+    if not present:
+        return [], [], [], info
     ref_el = dict(zip(ref_amb["bands"], ref_amb["early_late_db"]))
     ref_rt = dict(zip(ref_amb["bands"], ref_amb["rt60_s"]))
-    start, length = _excerpt(stems, sample_rate, EXCERPT_S)
+    start, length = _excerpt(present, sample_rate, EXCERPT_S)
     pre = min(start, int(1.4 * max(proc[f"rt60_{b}_s"] for b in ("low", "mid", "high"))
                          * sample_rate))
     lo, hi = start - pre, start + length
 
-    # each stem's own ambience -> its send offset (dB) or None (no send)
+    # each track through the console; its own ambience -> its send offset (dB) or None
     f_ref = _late_share(ref_el["mid"]) if ref_el.get("mid") is not None else None
-    offsets, wet_names = [], []
-    dry = np.zeros((2, length))
+    offsets: dict = {}
+    wet_names: list[str] = []
     send = np.zeros(hi - lo)
-    for audio, name, g, pan in zip(stems, names, gains_db, pans):
-        piece = np.atleast_2d(audio)[:, lo:hi].astype(np.float64)
-        if piece.shape[-1] < hi - lo:
-            piece = np.pad(piece, ((0, 0), (0, hi - lo - piece.shape[-1])))
-        placed = _mix_layout(piece, g, pan)
-        dry += placed[:, pre:]
+
+    def on_track(i, name, out):
         offset = 0.0
-        if DRY_NAMES.search(name):
+        if DRY_NAMES.search(name) or not np.any(out):
             offset = None
         elif f_ref is not None:
-            mid = piece.mean(axis=0)[pre:]
+            mid = out.mean(axis=0)[pre:]
             cut = max(0, (mid.size - int(STEM_S * sample_rate)) // 2)   # its middle 15 s
             rt_s, el_s = stem_ambience(mid[cut:mid.size - cut], sample_rate)
             if rt_s is not None and el_s is not None and rt_s >= MIN_RT60_S:
@@ -209,25 +252,58 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
                 offset = 10 * math.log10(need) if need > 10 ** (MIN_SEND_DB / 10) else None
                 if offset is None:
                     wet_names.append(name)
-        offsets.append(offset)
-        if offset is not None:
-            send += placed.mean(axis=0) * 10 ** (offset / 20)
+        offsets[name] = offset
+        if offset is not None:   # the post-fader send's mid (what the reverb takes)
+            send[:] += (out[0] + out[1]) * (0.5 * 10 ** (offset / 20))
+
+    mixed = render_excerpt(settings, stems, lo, hi, sample_rate, on_track)
+    dry = mixed[:, pre:]
+    offsets = [offsets.get(n) for n in names]
     info["offsets_db"] = dict(zip(names, offsets))
     if not any(o is not None for o in offsets):
         return [], [], ["space: every stem is already as wet as the reference (or kept dry): "
                         "no reverb added"], info
 
+    use = [b for b in amb.band_edges(sample_rate)
+           if ref_el.get(b[0]) is not None and ref_rt.get(b[0])]
+    if not use:
+        return [], [], ["space: the reference's early/late reading is missing: no reverb "
+                        "added"], info
+
+    # how wet the console's mix already is: its late share read at the reference's decay
+    # rates (the same proxy as the reference's, so sustained notes bias both alike); a reverb
+    # only adds late energy, so a mix as wet as the reference gets none
+    sd, member, hop_s, bands = _stft_bands(dry, sample_rate)
+    pd = np.einsum("bk,cfk->bf", member, (sd.real ** 2 + sd.imag ** 2))
+    use = [bands.index(b[0]) for b in use]
+
+    def wetness(power):
+        """Mean over the reference's bands of (early/late at its RT60 - the reference's), dB:
+        positive = drier than the reference."""
+        out = []
+        for i in use:
+            el = amb.early_late_db(power[i], hop_s, ref_rt[bands[i]])
+            out.append((el if el is not None else 60.0) - ref_el[bands[i]])
+        return float(np.mean(out))
+
+    info["dry_wetness_db"] = dry_wetness = wetness(pd)
+    mid_band = bands.index("mid") if "mid" in bands else use[0]
+    info["dry_rt60_s"] = dry_rt = amb.blind_rt60(10 * np.log10(np.maximum(pd[mid_band], 1e-30)),
+                                                 hop_s)[0]
+    # both: its own decays (sustained dry notes read as late energy by the proxy alone) and
+    # as much late energy as the reference's
+    if dry_rt is not None and dry_rt >= MIN_RT60_S and dry_wetness <= WET_MARGIN_DB:
+        return [], [], ["space: the stems already read as wet as the reference: no reverb "
+                        "added"], info
+
     # the return of the sends at 0 dB on the excerpt (pre-roll dropped)
-    p = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in proc.items() if k != "type"}
-    ret = rv.reverb(torch.from_numpy(send)[None, None], p, sample_rate)[0].numpy()[:, pre:]
+    ret = rv.ReverbState({k: proc[k] for k in rv.PARAMS}, sample_rate).process(send[None])
+    ret = ret[:, pre:]
 
     # band powers of D + g R for every candidate g, from one STFT of each
-    sd, member, hop_s, bands = _stft_bands(dry, sample_rate)
     sr_ = _stft_bands(ret, sample_rate)[0]
-    pd = np.einsum("bk,cfk->bf", member, (sd.real ** 2 + sd.imag ** 2))
     pr = np.einsum("bk,cfk->bf", member, (sr_.real ** 2 + sr_.imag ** 2))
     pc = np.einsum("bk,cfk->bf", member, (sd * sr_.conj()).real)
-    use = [i for i, b in enumerate(bands) if ref_el.get(b) is not None and ref_rt.get(b)]
 
     def cost(level_db):
         """How far the mix at this send level reads from the reference (dB-like)."""
@@ -243,9 +319,6 @@ def plan_space(ref_amb: dict | None, stems: list[np.ndarray], names: list[str],
                                                   / ref_rt[bands[i]]))
         return total / max(1, len(use))
 
-    if not use:
-        return [], [], ["space: the reference's early/late reading is missing: no reverb "
-                        "added"], info
     dry_cost = cost(None)
     coarse = {float(level): cost(float(level)) for level in LEVELS_DB[::8]}
     top = min(coarse, key=coarse.get)

@@ -130,7 +130,7 @@ def run_song(name: str, data: Path, seconds: float, steps: int) -> list[dict]:
 
 def speed(rounds: int = 3) -> dict:
     """The fit's cost on 8 synthetic stems x 3 min, 44.1 kHz (a reverberant reference)."""
-    from automix.space import plan_space
+    from automix.space import flat_settings, plan_space
 
     sr, n = 44100, 180 * 44100
     rng = np.random.default_rng(0)
@@ -143,7 +143,9 @@ def speed(rounds: int = 3) -> dict:
     for _ in range(rounds):
         t0 = time.process_time()
         w0 = time.time()
-        plan_space(ref_amb, stems, [f"s{i}" for i in range(8)], [0.0] * 8, [0.0] * 8, sr)
+        names = [f"s{i}" for i in range(8)]
+        plan_space(ref_amb, flat_settings(names, [0.0] * 8, [0.0] * 8, sr),
+                   dict(zip(names, stems)), sr)
         times.append((time.time() - w0, time.process_time() - t0))
     return {"wall_s": min(t[0] for t in times), "cpu_s": min(t[1] for t in times)}
 

@@ -17,7 +17,7 @@ from automix.errors import AutomixError
 from automix.options import check_space
 from automix.render import render_settings
 from automix.report import _space_lines
-from automix.space import plan_space
+from automix.space import flat_settings, plan_space
 
 SR = 22050
 
@@ -124,8 +124,8 @@ def test_wet_stem_gets_less_send_than_dry_stem():
     b_wet = b + wet(b, 1.5, seed=9).mean(axis=0)          # its own reverb, with the direct sound
     ref = wet(a + b, 1.5)
     ref_amb = A.ambience(ref, SR)
-    buses, sends, _, info = plan_space(ref_amb, [a[None], b_wet[None]], ["dry", "wetstem"],
-                                       [0.0, 0.0], [0.0, 0.0], SR)
+    buses, sends, _, info = plan_space(ref_amb, flat_settings(["dry", "wetstem"], [0, 0], [0, 0], SR),
+                                       {"dry": a[None], "wetstem": b_wet[None]}, SR)
     assert buses
     levels = {s["source"]: s["level_db"] for s in sends}
     assert "dry" in levels and levels.get("wetstem", -200) < levels["dry"] - 3, levels
@@ -133,8 +133,8 @@ def test_wet_stem_gets_less_send_than_dry_stem():
 
 def test_space_zero_and_range():
     ref_amb = A.ambience(wet(notes(10, 1), 1.5), SR)
-    assert plan_space(ref_amb, [notes(10, 2)[None]], ["x"], [0.0], [0.0], SR, amount=0.0)[:2] \
-        == ([], [])
+    assert plan_space(ref_amb, flat_settings(["x"], [0], [0], SR), {"x": notes(10, 2)[None]}, SR,
+                      amount=0.0)[:2] == ([], [])
     assert check_space(0.25) == 0.25
     for bad in (-0.1, 1.5, True):
         with pytest.raises(AutomixError, match="--space"):
@@ -161,7 +161,8 @@ def _reference(kind, sr):
 def test_bad_references_plan_finite(kind, sr):
     ref_amb = A.ambience(_reference(kind, sr), sr)
     stems = [notes(8, 1, sr)[None], np.stack([notes(8, 2, sr)] * 2)]
-    buses, sends, note, _ = plan_space(ref_amb, stems, ["a", "b"], [0.0, -3.0], [0.3, 0.0], sr)
+    buses, sends, note, _ = plan_space(ref_amb, flat_settings(["a", "b"], [0.0, -3.0], [0.3, 0.0], sr),
+                                       dict(zip("ab", stems)), sr)
     assert note
     for s in sends:
         assert math.isfinite(s["level_db"])
@@ -182,3 +183,68 @@ def test_bad_reference_full_job_under_ceiling(tmp_path, session, kind, sr):
     r = automix.mix(session[1], ref, model=None, refine_steps=10, space=1.0)
     assert np.isfinite(r.master).all() and np.isfinite(r.mix).all()
     assert 20 * math.log10(true_peak_linear(r.master)) <= -1.0 + 1e-6
+
+
+def test_wet_stems_get_no_bus_dry_stems_get_one():
+    """Stems that carry their own reverb (dry notes convolved with exponential noise of RT60
+    1.5 s) get no bus, against a dry reference and against a wet one (their own sum, or a
+    shorter reverb): a reverb only adds late energy.  The same notes dry, against the wet sum,
+    get a bus whose reverb reads the reference's RT60 within 20 %."""
+    a, b, c = notes(20, 11), notes(20, 12), notes(20, 13)
+    wet_stems = {"keys": wet(a, 1.5, 3), "perc": wet(b, 1.5, 4), "pad": wet(c, 1.5, 6)}
+    dry_stems = {"keys": np.stack([a, a]), "perc": b[None], "pad": c[None]}
+    console = flat_settings(list(wet_stems), [0.0, -2.0, 1.0], [0.0, 0.4, -0.3], SR)
+    refs = {"dry": np.stack([a + b + c] * 2), "own sum": sum(wet_stems.values()),
+            "RT60 0.8 s": wet(a + b + c, 0.8, 7)}
+    for name, ref in refs.items():
+        buses, sends, note, info = plan_space(A.ambience(ref, SR), console, wet_stems, SR)
+        assert not buses and not sends, (name, note, info)
+        assert "dry" in note[0] or "already" in note[0], note
+    buses, sends, note, _ = plan_space(A.ambience(refs["own sum"], SR), console, dry_stems, SR)
+    (bus,) = buses
+    assert {s["source"] for s in sends} == set(dry_stems), sends
+    # the reverb's own decay (Schroeder, T20 of its impulse response) is the reference's
+    from automix.dsp.reverb import reverb_ir
+    import torch
+    p = {k: torch.tensor([float(bus["processor"][k])], dtype=torch.float64)
+         for k in ("predelay_ms", "rt60_low_s", "rt60_mid_s", "rt60_high_s", "early_late_db",
+                   "width", "hp_hz", "lp_hz")}
+    ir = reverb_ir(p, SR)[0].numpy().mean(axis=0)
+    sos = scipy.signal.butter(4, [700, 2800], "bandpass", fs=SR, output="sos")
+    e = np.cumsum((scipy.signal.sosfilt(sos, ir) ** 2)[::-1])[::-1]
+    edc = 10 * np.log10(e / e[0])
+    t5, t25 = np.argmax(edc <= -5), np.argmax(edc <= -25)
+    rt = 3 * (t25 - t5) / SR
+    assert abs(rt / 1.5 - 1) < 0.2, rt
+
+
+def test_calibration_renders_through_the_console():
+    """The calibration's excerpt is the render's mix: EQ, compressor, a fader lane and a group
+    strip included (render_excerpt from the song's start equals render_graph's samples)."""
+    from automix.console.blocks import render_graph
+    from automix.space import render_excerpt
+    from conftest import ArraySource  # the tests' in-memory block source
+
+    x, y = notes(6, 21), notes(6, 22)
+    settings = automix.settings.validate({
+        "format": automix.settings.FORMAT, "version": 2, "sample_rate": SR,
+        "tracks": [
+            {"name": "x", "file": "x.wav", "gain_db": -3.0, "pan": -0.5,
+             "eq": [{"type": "peak", "freq_hz": 1000.0, "q": 1.0, "gain_db": 6.0}],
+             "compressor": {"threshold_db": -30.0, "ratio": 4.0, "knee_db": 6.0,
+                            "attack_ms": 5.0, "release_ms": 100.0, "makeup_db": 3.0},
+             "automation": {"gain_db": {"ramp_ms": 50.0, "points": [
+                 {"time_s": 0.0, "gain_db": 0.0}, {"time_s": 3.0, "gain_db": -6.0}]}}},
+            {"name": "y", "file": "y.wav", "gain_db": 0.0, "pan": 0.3}],
+        "groups": [{"name": "g", "members": ["y"], "gain_db": -2.0,
+                    "eq": [{"type": "highshelf", "freq_hz": 3000.0, "q": 0.7,
+                            "gain_db": -4.0}]}],
+        "master": automix.settings.tidy_master({}, SR)}, "t", tidy=True)
+    stems = {"x": x[None], "y": np.stack([y, 0.5 * y])}
+    n = x.size
+    got = render_excerpt(settings, stems, 0, n, SR)
+    want = render_graph(settings, [ArraySource(stems["x"]), ArraySource(stems["y"])], n)
+    assert np.max(np.abs(got - want)) < 1e-12 * np.max(np.abs(want)) + 1e-15
+    # a flat console (faders and pans only) would differ: the strips matter
+    flat = render_excerpt(flat_settings(["x", "y"], [-3.0, 0.0], [-0.5, 0.3], SR), stems, 0, n, SR)
+    assert np.max(np.abs(flat - want)) > 0.1 * np.max(np.abs(want))
