@@ -90,6 +90,9 @@ class Result:
     # the report's loudness-over-time plot: the reference (at the project rate) and the lead
     # ridden (automix.timeline), when the job planned the song's time
     timeline: dict | None = None
+    # the mix job's checks on its stems (automix.qc.stem_checks_audio rows), measured on the
+    # stems in memory; None: not a mix job
+    stem_checks: list | None = None
 
     @property
     def analysis(self) -> dict:
@@ -474,6 +477,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                                                                  with_spectra=refine_steps > 0,
                                                                  with_ambience=space > 0)
     notes = model_notes + notes
+    aligned, stem_checks, align_notes = _align_stems(st, sr)
+    notes += align_notes
     if net is not None:
         say("predicting settings")
     start, master_start = (start or starting_point)(st, net, ref_mel)
@@ -487,6 +492,11 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         fitted, _ = fit_mix(spectra, st.stereo, Target.of(ref_features), start, sr,
                             steps=refine_steps, device=device, reference=ref_spectra)
     settings = _settings_for(st, fitted, sr)
+    for k, fix in aligned.items():  # first in the track's strip (automix.stem_align)
+        if fix.polarity != 1:
+            settings["tracks"][k]["polarity"] = fix.polarity
+        if fix.delay_samples:
+            settings["tracks"][k]["delay_samples"] = fix.delay_samples
     grouped = form_groups([t["name"] for t in settings["tracks"]], groups,
                           dict(zip(st.names, spectra)) if spectra else None, sr)
     if grouped:
@@ -536,7 +546,28 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
     return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings),
-                  stems=printed, timeline=timeline)
+                  stems=printed, timeline=timeline, stem_checks=stem_checks)
+
+
+def _align_stems(st: _Stems, sr: int):
+    """Stems that carry one source twice, measured on the stems in memory
+    (:mod:`automix.stem_align`): ``(fixes by stem index, the stem check rows, notes)``.  The
+    fixes go into the tracks' settings (``polarity``, ``delay_samples``), so the render applies
+    them; the analysis and the fits see the stems as they are (a polarity or a delay of a few
+    ms changes no stem's own spectrum or loudness)."""
+    from . import qc, stem_align
+
+    audios = [st.read(p, sr) for p in st.paths]
+    start = stem_align.excerpt_start([a.shape[1] for a in audios], sr)
+    pairs = stem_align.measure([stem_align.mono_excerpt(a, start, sr) for a in audios], sr)
+    fixes = stem_align.plan(pairs, st.loudness)
+    rows = [c.as_dict() for c in qc.stem_checks_audio(st.files, audios, sr, pairs, fixes)]
+    notes = []
+    if fixes:
+        notes.append("stems carrying one source twice, lined up: " + "; ".join(
+            stem_align.fix_note(st.files[k], f, sr) for k, f in sorted(fixes.items()))
+            + " (tracks[].polarity, delay_samples in settings.json)")
+    return fixes, rows, notes
 
 
 def _as_audio(value, what: str) -> np.ndarray:

@@ -37,9 +37,11 @@ def write(folder, result, delivery, session, reference=None, stems=None) -> list
                             codecs=() if codec_report else delivery.codecs,
                             platforms=platforms, features=settings["analysis"].get("master"),
                             coded=codec_report["after"] if codec_report else None)
-    if stems is not None:  # the mix job: checks on the stems too (reported, not fixed)
+    rows = getattr(result, "stem_checks", None)
+    if rows is None and stems is not None:  # a mix job's result without them: read the stems
         from .api import find_stems
         rows = [c.as_dict() for c in qc.stem_checks(find_stems(stems)[0], sr)]
+    if rows:  # the mix job: checks on the stems too (automix.stem_align's fixes included)
         checks["checks"] += rows
         notes += [f"{c['name']}: {c['detail']}" for c in rows if c["status"] != "pass"]
         checks["status"] = max([checks["status"]] + [c["status"] for c in rows

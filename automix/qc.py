@@ -294,62 +294,54 @@ def format_checks(result: dict) -> str:
 
 # --- stems (the mix job) ---------------------------------------------------------------------
 
-STEM_EXCERPT_S = 10.0        # stems are compared on 10 s from the middle of the shortest
-STEM_MAX_LAG_MS = 10.0       # two microphones on one source sit within ~3 m of each other
-STEM_CORRELATED = 0.5        # |normalised cross-correlation| above this: one source, twice
-STEM_OFFSET_MS = 0.1         # a lag at least this long is reported as a time offset
-
-
 def stem_checks(paths, sample_rate: int) -> list[Check]:
-    """Checks on the stems of a mix job: clipping inside each stem, and, for pairs of strongly
-    correlated stems (two microphones on one source), inverted polarity and a time offset, from
-    the peak of their normalised cross-correlation within +-10 ms (mono sums, 10 s from the
-    middle of the shortest stem: a window every stem covers, past most intros).
-    Reported only: the mix stage does not flip or align stems yet."""
-    import scipy.fft
+    """:func:`stem_checks_audio` on stem files (read and resampled to ``sample_rate``); the mix
+    job passes the stems it holds in memory instead."""
+    from .audio import read_audio, resample
 
-    from .audio import audio_info, read_audio, resample
-
-    shortest = min((audio_info(p).seconds for p in paths), default=0.0)
-    start_s = max(0.0, (shortest - STEM_EXCERPT_S) / 2)
-    checks, mono, names = [], [], []
+    names, audios = [], []
     for p in paths:
         audio, sr = read_audio(p)
-        runs = sum(clipped_runs(audio))
-        checks.append(Check(f"stem clipping {p.name}", runs, "runs", _above(runs, 0, 10),
-                            f"runs of {CLIP_RUN}+ samples at full scale inside the stem"))
-        a = int(start_s * sr)
-        x = resample(audio[:, a:a + int(STEM_EXCERPT_S * sr)], sr, sample_rate).mean(axis=0)
-        mono.append(x.astype(np.float64) - x.mean())
         names.append(p.name)
-    n = max((len(x) for x in mono), default=0)
-    if n == 0 or len(mono) < 2:
-        return checks
-    size = scipy.fft.next_fast_len(2 * n, real=True)
-    spectra = [scipy.fft.rfft(x, size) for x in mono]
-    energy = [float(np.dot(x, x)) for x in mono]
-    lag_max = int(STEM_MAX_LAG_MS * 1e-3 * sample_rate)
-    for i in range(len(mono)):
-        for j in range(i + 1, len(mono)):
-            if energy[i] <= 1e-12 or energy[j] <= 1e-12:
-                continue
-            xc = scipy.fft.irfft(spectra[i] * np.conj(spectra[j]), size)
-            # lags 0..+L (x_i later than x_j) and -L..-1
-            window = np.concatenate((xc[size - lag_max:], xc[:lag_max + 1]))
-            k = int(np.argmax(np.abs(window)))
-            r = float(window[k] / np.sqrt(energy[i] * energy[j]))
-            lag_ms = (k - lag_max) / sample_rate * 1e3
-            if abs(r) < STEM_CORRELATED:
-                continue
-            problems = []
-            if r < 0:
-                problems.append("polarity inverted between them")
-            if abs(lag_ms) >= STEM_OFFSET_MS:
-                later = names[i] if lag_ms > 0 else names[j]
-                problems.append(f"{later} is {abs(lag_ms):.2f} ms late")
-            checks.append(Check(f"stem pair {names[i]} / {names[j]}", r, "",
-                                "warn" if problems else "pass",
-                                ("one source on two tracks (correlation %.2f): " % r
-                                 + "; ".join(problems) + " (not fixed: flip or align it)")
-                                if problems else "one source on two tracks, in phase and time"))
+        audios.append(resample(audio, sr, sample_rate))
+    return stem_checks_audio(names, audios, sample_rate)
+
+
+def stem_checks_audio(names, audios, sample_rate: int, pairs=None, fixes=None) -> list[Check]:
+    """Checks on the stems of a mix job (``audios``: (channels, n) at ``sample_rate``):
+    clipping inside each stem, and, for pairs that carry one source twice (two microphones on
+    one source), inverted polarity and a time offset (:mod:`automix.stem_align`: the lag by
+    GCC-PHAT within +-10 ms, the correlation in the low band, 10 s from the middle of the
+    shortest stem).  ``pairs``: the measurement when the caller made it already; ``fixes``
+    (stem index -> :class:`automix.stem_align.Fix`): what the mix job fixed (such a pair
+    passes, its row saying how)."""
+    from . import stem_align
+
+    checks = []
+    for name, audio in zip(names, audios):
+        runs = sum(clipped_runs(audio))
+        checks.append(Check(f"stem clipping {name}", runs, "runs", _above(runs, 0, 10),
+                            f"runs of {CLIP_RUN}+ samples at full scale inside the stem"))
+    if pairs is None:
+        start = stem_align.excerpt_start([a.shape[1] for a in audios], sample_rate)
+        pairs = stem_align.measure([stem_align.mono_excerpt(a, start, sample_rate)
+                                    for a in audios], sample_rate)
+    fixes = fixes or {}
+    for p in pairs:
+        if not p.correlated:
+            continue
+        problems = stem_align.describe(p, names, sample_rate)
+        what = f"one source on two tracks (r {p.r:.2f}, low band {p.r_low:.2f})"
+        fixed = [stem_align.fix_note(names[k], fixes[k], sample_rate) for k in (p.i, p.j)
+                 if k in fixes]
+        if not problems:
+            status, detail = "pass", what + ": in phase and in time"
+        elif fixed and p.fixable:
+            status, detail = "pass", f"{what}: {'; '.join(problems)}; fixed: {'; '.join(fixed)}"
+        else:
+            why = ("the mix job fixes it" if p.fixable else
+                   f"the low-band correlation is under {stem_align.FIX_CORRELATION:g}")
+            status, detail = "warn", (f"{what}: {'; '.join(problems)} (not fixed: {why}; by "
+                                      "hand: tracks[].polarity, delay_samples)")
+        checks.append(Check(f"stem pair {names[p.i]} / {names[p.j]}", p.r, "", status, detail))
     return checks

@@ -50,8 +50,11 @@ COMPRESSOR_DEFAULTS = {"threshold_db": 0.0, "ratio": 1.0, "attack_ms": 10.0, "re
                        "knee_db": 6.0, "makeup_db": 0.0}
 LIMITER_DEFAULTS = {"ceiling_dbtp": -1.0, "lookahead_ms": LIMITER_LOOKAHEAD_MS, "release_ms": 80.0}
 TRACK_DEFAULTS = {"eq": [], "compressor": {}, "gain_db": 0.0, "pan": 0.0, "width": 1.0,
-                  "mute": False, "automation": {}, "deesser": {}}
-V2_STRIP_FIELDS = ("automation", "deesser")   # strip fields a version 1 file may not hold
+                  "mute": False, "automation": {}, "deesser": {}, "polarity": 1,
+                  "delay_samples": 0}
+# strip fields a version 1 file may not hold
+V2_STRIP_FIELDS = ("automation", "deesser", "polarity", "delay_samples")
+MAX_DELAY_S = 1.0   # a strip's delay_samples: at most this many seconds of samples
 # a de-esser's fields when present (automix.dsp.deesser.DEFAULTS, rounded as written)
 DEESSER_DEFAULTS = {"threshold_db": -30.0, "ratio": 4.0, "attack_ms": 1.0, "release_ms": 60.0,
                     "knee_db": 3.0, "freq_hz": 6324.6, "q": 1.05}
@@ -301,6 +304,18 @@ def _strip(c: _Checker, t, where):
         out["automation"] = _automation(c, t["automation"], f"{where}.automation")
     if "deesser" in t:  # only when given: a strip without one renders as before
         out["deesser"] = _deesser(c, t["deesser"], f"{where}.deesser")
+    # the alignment (automix.stem_align), only when given: whole numbers, so that a render
+    # reproduces it exactly
+    if "polarity" in t:
+        if isinstance(t["polarity"], bool) or t["polarity"] not in (1, -1):
+            c.fail(f"{where}.polarity", f"expected 1 or -1, got {t['polarity']!r}")
+        out["polarity"] = int(t["polarity"])
+    if "delay_samples" in t:
+        d, top = t["delay_samples"], int(round(MAX_DELAY_S * 2 * c.nyquist))
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= top:
+            c.fail(f"{where}.delay_samples", f"expected a whole number of samples 0..{top} "
+                   f"({MAX_DELAY_S:g} s at the sample rate), got {d!r}")
+        out["delay_samples"] = d
     return out
 
 

@@ -1,6 +1,6 @@
 """The batched executor: the console graph in torch, differentiable, float32 or float64, CPU/GPU.
 
-    stems (B, N, 2, T) --track strip: EQ -> compressor -> fader -> pan/width--> groups / master
+    stems (B, N, 2, T) --track strip: (align) EQ -> compressor -> fader -> pan/width--> groups / master
     groups (B, G, 2, T) --group strip--> master or another group;  sends -> buses (B, 2, T)
     --processor -> return EQ -> fader--> master;  master: EQ -> compressor -> stereo (widener,
     side EQ, width) -> fader -> limiter
@@ -48,6 +48,18 @@ def _col(t):
 
 
 # --- processors: x (rows, channels, T), p: parameters with (rows,) tensors ---------------------
+
+def align(x, p, sample_rate):
+    """The strip's polarity and whole-sample delay when ``p`` holds ``polarity`` /
+    ``delay_samples`` (rows,) (settings ``tracks[i].polarity`` / ``delay_samples``); without
+    them: bypassed.  A row of polarity 1 and delay 0 passes unchanged."""
+    if "polarity" in p:
+        x = x * p["polarity"].to(x.dtype).reshape(-1, 1, 1)
+    if "delay_samples" in p:
+        delays = p["delay_samples"].reshape(-1)
+        x = torch.stack([_delayed(x[r], int(d)) for r, d in enumerate(delays)])
+    return x
+
 
 def eq(x, p, sample_rate):
     return eq_fsm(x, layout_bands(p, expand=_col), sample_rate)
@@ -137,7 +149,7 @@ def echo(x, p, sample_rate):
 
 
 # processor name (graph.py) -> batched implementation
-PROCESSORS = {"eq": eq, "deesser": deess, "compressor": compress, "fader": fader,
+PROCESSORS = {"align": align, "eq": eq, "deesser": deess, "compressor": compress, "fader": fader,
               "pan_width": pan_width, "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
 
 
@@ -145,6 +157,7 @@ PROCESSORS = {"eq": eq, "deesser": deess, "compressor": compress, "fader": fader
 
 def _strip(x, p, is_stereo, sample_rate, taps: bool = False):
     """(rows, 2, T) through a strip; with ``taps``: ``(pre-fader, output)``."""
+    x = PROCESSORS["align"](x, p, sample_rate)
     x = PROCESSORS["eq"](x, p, sample_rate)
     x = PROCESSORS["deesser"](x, p, sample_rate)
     x = PROCESSORS["compressor"](x, p, sample_rate)

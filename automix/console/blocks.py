@@ -57,6 +57,25 @@ def lane_db(lane: dict | None, start: int, n: int, sample_rate: int) -> np.ndarr
 
 # --- processors --------------------------------------------------------------------------------
 
+class Align:
+    """Polarity (exact negation) then a delay of ``delay_samples`` whole samples (a delay line
+    carried between blocks); bypassed (no operation at all) at polarity 1, delay 0."""
+
+    def __init__(self, entry, sample_rate, channels):
+        self.flip = entry.get("polarity", 1) == -1
+        self.line = np.zeros((channels, int(entry.get("delay_samples", 0))))
+
+    def process(self, x, start):
+        if self.flip:
+            np.negative(x, out=x)
+        d = self.line.shape[1]
+        if d:
+            joined = np.concatenate((self.line, x), axis=1)
+            self.line = joined[:, joined.shape[1] - d:].copy()
+            x[:] = joined[:, :x.shape[1]]
+        return x
+
+
 class Eq:
     def __init__(self, bands: list[dict], sample_rate: int, channels: int):
         self.state = EqState(bands_of(bands), sample_rate, channels)
@@ -220,7 +239,7 @@ class Echo:
 
 
 # processor name (graph.py) -> block implementation
-PROCESSORS = {"eq": Eq.of, "deesser": Deesser, "compressor": Compressor, "fader": Fader,
+PROCESSORS = {"align": Align, "eq": Eq.of, "deesser": Deesser, "compressor": Compressor, "fader": Fader,
               "pan_width": PanWidth, "stereo": Stereo, "limiter": Limiter, "delay": Delay, "reverb": Reverb,
               "echo": Echo}
 
@@ -228,9 +247,11 @@ PROCESSORS = {"eq": Eq.of, "deesser": Deesser, "compressor": Compressor, "fader"
 # --- nodes -------------------------------------------------------------------------------------
 
 class StripNode:
-    """A track or group strip: EQ -> de-esser -> compressor -> fader (+ lane) -> pan/width."""
+    """A track or group strip: (align) -> EQ -> de-esser -> compressor -> fader (+ lane) ->
+    pan/width."""
 
     def __init__(self, entry: dict, sample_rate: int, channels: int):
+        self.align = PROCESSORS["align"](entry, sample_rate, channels)
         self.eq = PROCESSORS["eq"](entry, sample_rate, channels)
         self.deess = PROCESSORS["deesser"](entry, sample_rate, channels)
         self.comp = PROCESSORS["compressor"](entry, sample_rate, channels)
@@ -244,6 +265,7 @@ class StripNode:
         (2, n), amplitude, pre_fader)``, each fed from the tap it names.  ``owned``: ``block``
         is a float64 C-contiguous buffer the caller no longer needs (processed in place)."""
         x = block if owned else np.array(block, dtype=np.float64, order="C")  # in place
+        self.align.process(x, start)
         self.eq.process(x, start)
         self.deess.process(x, start)
         self.comp.process(x, start)

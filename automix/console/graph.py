@@ -18,8 +18,9 @@ The graph (docs/console.md)::
     track strips --(member of a group?)--> group strips --(output)--> ... --> master chain
           \\--- sends (level dB, pre/post fader) ---> buses: processor -> return EQ -> fader --/
 
-* a **strip** (tracks and groups): ``eq -> deesser -> compressor -> fader -> pan_width``
-  (the de-esser only where settings name one); the fader takes the gain automation lane (``automation.gain_db``).
+* a **strip** (tracks and groups): ``align -> eq -> deesser -> compressor -> fader -> pan_width``
+  (the alignment -- polarity, whole-sample delay -- and the de-esser only where settings name
+  them); the fader takes the gain automation lane (``automation.gain_db``).
 * a **bus** (send/return): ``processor (delay, reverb or echo) -> eq (return EQ) -> fader``.
 * the **master**: ``eq -> compressor -> stereo (widener, side EQ, width) -> fader -> limiter``.
 
@@ -179,6 +180,14 @@ DEESSER = Processor("deesser", ("deesser",),
                     doc="dynamic cut of the 4-10 kHz sibilance band, y = x + (g - 1) B(x) "
                         "(automix.dsp.deesser); absent = bypassed")
 
+# A strip's polarity and whole-sample delay (automix.stem_align sets them for stems that carry
+# one source twice): structural like the limiter's look-ahead, not predicted, no fixed-layout
+# parameters.  Absent (polarity 1, delay 0): no operation at all, the v1 render's arithmetic.
+# The batched executor reads ``polarity`` / ``delay_samples`` (rows,) when a caller passes them.
+ALIGN = Processor("align", ("polarity", "delay_samples"),
+                  doc="polarity (+1/-1, exact negation) then a delay of whole samples (zeros "
+                      "before); first in the strip; absent = bypassed")
+
 DELAY = Processor("delay", ("processor",),
                   (_p("delay.time_ms", "ms", 1.0, 2000.0, 250.0, "log", ("processor", "time_ms")),),
                   doc="a plain delay (the test processor of send buses)")
@@ -230,7 +239,7 @@ class NodeKind:
         return tuple(p.spec for p in self.params)
 
 
-STRIP = NodeKind("strip", (eq_processor(), DEESSER, COMPRESSOR, fader(-40.0, 20.0), PAN_WIDTH))
+STRIP = NodeKind("strip", (ALIGN, eq_processor(), DEESSER, COMPRESSOR, fader(-40.0, 20.0), PAN_WIDTH))
 BUS = NodeKind("bus", (DELAY, eq_processor(), fader(-40.0, 20.0)))
 MASTER = NodeKind("master", (eq_processor(), COMPRESSOR, STEREO, fader(-24.0, 36.0), LIMITER))
 

@@ -70,6 +70,13 @@ def eq_power(p: dict, model, key: str | None = None) -> torch.Tensor:
     return frequency_response(bands, model.omega, model.sr).abs() ** 2
 
 
+def align(x: Powers, p, model) -> Powers:
+    """Polarity and a whole-sample delay change no long-term spectrum of the strip's own
+    signal.  What they change is how two correlated stems sum, which this model (powers add on
+    a bus) does not describe: the fits take every stem as independent, aligned or not."""
+    return x
+
+
 def eq(x: Powers, p, model) -> Powers:
     h = eq_power(p, model)
     if "graphic" in p:  # the master fit's match EQ, on top of the layout
@@ -187,12 +194,12 @@ def echo(x: Powers, p, model) -> Powers:
 
 
 # processor name (graph.py) -> spectral implementation
-PROCESSORS = {"eq": eq, "deesser": deess, "compressor": compress, "fader": fader,
+PROCESSORS = {"align": align, "eq": eq, "deesser": deess, "compressor": compress, "fader": fader,
               "pan_width": pan_width, "stereo": stereo, "limiter": limit, "delay": delay, "reverb": reverb, "echo": echo}
 
 
 def strip(x: Powers, p: dict, model) -> Powers:
-    for name in ("eq", "deesser", "compressor", "fader", "pan_width"):
+    for name in ("align", "eq", "deesser", "compressor", "fader", "pan_width"):
         x = PROCESSORS[name](x, p, model)
     return x
 
@@ -204,7 +211,7 @@ def master_chain(x: Powers, p: dict, model) -> Powers:
 
 
 def _pre_fader(x: Powers, p: dict, model) -> Powers:
-    for name in ("eq", "deesser", "compressor"):
+    for name in ("align", "eq", "deesser", "compressor"):
         x = PROCESSORS[name](x, p, model)
     return x
 
