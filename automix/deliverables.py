@@ -58,9 +58,16 @@ def write(folder, result, delivery, session, reference=None, stems=None) -> list
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
-    curves = {"master": analysis.short_term_loudness(result.master, sr)}
+    # loudness over time, as report.png draws it: the reference, the mix, the master (placed
+    # after the samples its top and tail cut)
+    curves = {}
+    ref_st = reference_loudness(result, reference)
+    if ref_st is not None:
+        curves["reference"] = ref_st
     if result.mix is not None:
         curves["mix"] = analysis.short_term_loudness(result.mix, sr)
+    start = settings["master"].get("top_tail", {}).get("start_s", 0.0)
+    curves["master"] = (analysis.short_term_loudness(result.master, sr), start)
     a = settings["analysis"]
     players = {}
     if reference is not None:
@@ -73,3 +80,26 @@ def write(folder, result, delivery, session, reference=None, stems=None) -> list
     write_html(folder.path("report.html"), settings, checks, players, curves, notes,
                title="automix master report", base=folder.out)
     return notes
+
+
+def reference_loudness(result, reference):
+    """The reference's short-term loudness (every 100 ms): from the audio the job kept for its
+    time plan, else read from ``reference`` (a file at most REFERENCE_MAX_S long: a longer one
+    was measured on excerpts, whose curve would not be the song's); None without one."""
+    from . import analysis
+    from .api import REFERENCE_MAX_S
+    from .audio import audio_info, read_audio
+    from .errors import AutomixError
+
+    audio = (getattr(result, "timeline", None) or {}).get("reference")
+    if audio is not None:
+        return analysis.short_term_loudness(audio, result.sample_rate)
+    if reference is None:
+        return None
+    try:
+        if audio_info(reference).seconds > REFERENCE_MAX_S:
+            return None
+        audio, sr = read_audio(reference)
+    except AutomixError:
+        return None  # read once already by the job; a failure here costs only the curve
+    return analysis.short_term_loudness(audio, sr)

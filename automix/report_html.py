@@ -82,15 +82,21 @@ def _tonal_plot(analysis: dict) -> str:
     return _png(fig)
 
 
-def _loudness_plot(curves: dict, sr_hop: float = 0.1) -> str | None:
+def _loudness_plot(curves: dict, hop_s: float = 0.1) -> str | None:
+    """Short-term loudness over time, as report.png draws it: each curve (name -> values every
+    ``hop_s``, or ``(values, offset_s)`` for a curve that starts later: the master after its
+    top and tail) plotted at its 3 s windows' centres."""
     if not curves:
         return None
     fig = Figure(figsize=(12, 2.8))
     ax = fig.subplots()
-    for name, st in curves.items():
+    for name, curve in curves.items():
+        st, offset = curve if isinstance(curve, tuple) else (curve, 0.0)
         st = np.asarray(st)
-        ax.plot(np.arange(st.size) * sr_hop, np.maximum(st, -60), color=_COLOURS.get(name, "gray"),
-                label=name)
+        if not st.size:
+            continue
+        ax.plot(offset + 1.5 + np.arange(st.size) * hop_s, np.maximum(st, -60),
+                color=_COLOURS.get(name, "gray"), label=name, lw=2.0 if name == "master" else 1.2)
     ax.set_title("short-term loudness (3 s windows), LUFS")
     ax.set_xlabel("s")
     ax.grid(True, alpha=0.3)
@@ -129,6 +135,16 @@ def _checks_table(checks: dict) -> str:
             + "".join(rows) + "</table>")
 
 
+def _flags(t: dict, sr) -> str:
+    """Mute and the stem alignment (automix.stem_align) of a track, in words."""
+    flags = ["muted"] if t.get("mute") else []
+    if t.get("polarity") == -1:
+        flags.append("polarity flipped")
+    if t.get("delay_samples") and sr:
+        flags.append(f"delayed {t['delay_samples'] / sr * 1e3:.2f} ms")
+    return ", ".join(flags)
+
+
 def _tracks_table(settings: dict) -> str:
     rows = []
     for t in settings.get("tracks", []):
@@ -138,7 +154,7 @@ def _tracks_table(settings: dict) -> str:
         comp = t.get("compressor") or {}
         rows.append(f"<tr><td>{html.escape(t['name'])}</td><td class=v>{t['gain_db']:+.1f}</td>"
                     f"<td class=v>{t['pan']:+.2f}</td><td class=v>{t['width']:.2f}</td>"
-                    f"<td>{'muted' if t.get('mute') else ''}</td>"
+                    f"<td>{html.escape(_flags(t, settings.get('sample_rate')))}</td>"
                     f"<td>{'%.0f dB %.1f:1' % (comp['threshold_db'], comp['ratio']) if comp else ''}</td>"
                     f"<td>{html.escape(eq)}</td></tr>")
     return ("<table><tr><th>track</th><th>fader dB</th><th>pan</th><th>width</th><th></th>"
@@ -149,8 +165,8 @@ def write_html(path, settings: dict, checks: dict, players: dict, loudness_curve
                notes=(), title: str = "automix report", base=None) -> Path:
     """Write the report.  ``players``: name -> (file path, integrated LUFS) for the A/B
     switch (absolute paths made relative to ``base``, the folder the report will finally
-    lie in: default its own); ``loudness_curves``: name ->
-    short-term loudness every 100 ms."""
+    lie in: default its own); ``loudness_curves``: name -> short-term loudness every 100 ms
+    (or ``(values, offset_s)``: see :func:`_loudness_plot`), drawn in the dict's order."""
     from .report import _settings_text  # the master chain, as report.png prints it
 
     path = Path(path)
@@ -185,7 +201,8 @@ def write_html(path, settings: dict, checks: dict, players: dict, loudness_curve
         parts.append(f"<h2>Tonal balance</h2><img src='{_tonal_plot(analysis)}'>")
     img = _loudness_plot(loudness_curves or {})
     if img:
-        parts.append(f"<h2>Loudness over time</h2><img src='{img}'>")
+        parts.append(f"<h2>Loudness over time</h2><p class=curves>"
+                     f"{html.escape(', '.join(loudness_curves))}</p><img src='{img}'>")
     img = _stereo_plot(checks.get("measurements", {}).get("stereo"))
     if img:
         parts.append(f"<h2>Stereo field</h2><img src='{img}'>")

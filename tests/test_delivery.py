@@ -117,6 +117,26 @@ def test_report_html_is_self_contained(master_run):
         assert re.search(r"<td><span class=dot style='background:#[0-9a-f]{6}'></span> "
                          + c["status"] + r"</td><td>" + re.escape(c["name"]), page), c["name"]
     assert "true peak after mp3" in page or not codecs.available("mp3")
+    # loudness over time: the reference beside the master, as report.png draws it
+    assert "<p class=curves>reference, master</p>" in page
+
+
+def test_report_reference_loudness_curve(tmp_path):
+    """The reference's curve: from the audio the job kept for its time plan, else from the
+    file; none without a reference."""
+    from types import SimpleNamespace
+
+    from automix import analysis, deliverables
+
+    path = _song(tmp_path / "r.wav", 6, -3, 5)
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    want = analysis.short_term_loudness(audio.T, sr)
+    no_time = SimpleNamespace(timeline=None, sample_rate=sr)
+    assert np.allclose(deliverables.reference_loudness(no_time, path), want)
+    kept = SimpleNamespace(timeline={"reference": 0.5 * audio.T}, sample_rate=sr)
+    got = deliverables.reference_loudness(kept, None)
+    assert np.allclose(got[want > -60], want[want > -60] + 20 * np.log10(0.5), atol=1e-3)
+    assert deliverables.reference_loudness(no_time, None) is None
 
 
 def test_unknown_platform_is_one_line_before_any_work(tmp_path, capsys):
