@@ -476,6 +476,25 @@ def section_loudness(short_term: np.ndarray, start_s: float, end_s: float) -> fl
     return float(10.0 * np.log10(np.mean(10.0 ** (v / 10.0))))
 
 
+def playing(power: np.ndarray, edges_s, frame_s: float = HOP_S) -> np.ndarray:
+    """(stems, sections) bool: a stem plays in a section when it sounds (its smoothed level
+    within ``ACTIVE_DB`` of its loudest section's mean level, above ``SILENT_DBFS``) in at
+    least half of the section's frames.  ``power``: (stems, frames) mean power per frame."""
+    power = np.atleast_2d(power)
+    edges = np.asarray(edges_s, dtype=np.float64)
+    level = _db(_smooth(power, int(round(SMOOTH_S / HOP_S))))
+    lev = np.zeros((power.shape[0], len(edges) - 1))
+    spans = []
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        i0 = min(int(a / frame_s), power.shape[1] - 1)
+        i1 = max(i0 + 1, min(int(b / frame_s), power.shape[1]))
+        spans.append((i0, i1))
+        lev[:, k] = _db(power[:, i0:i1].mean(axis=1))
+    floor = np.maximum(lev.max(axis=1, keepdims=True) - ACTIVE_DB, SILENT_DBFS)
+    sounding = level > floor
+    return np.stack([sounding[:, i0:i1].mean(axis=1) >= 0.5 for i0, i1 in spans], axis=1)
+
+
 def _label(edges, st, names, power, groups, frame_s) -> list:
     loud = [section_loudness(st, a, b) for a, b in zip(edges[:-1], edges[1:])]
     top = max(loud)
@@ -483,21 +502,12 @@ def _label(edges, st, names, power, groups, frame_s) -> list:
     if names is not None:
         # a stem plays in a section when it sounds (within ACTIVE_DB of its loudest section's
         # level, above SILENT_DBFS) in at least half of the section's frames
-        level = _db(_smooth(power, int(round(SMOOTH_S / HOP_S))))
-        lev = np.zeros((len(names), len(edges) - 1))
-        spans = []
-        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-            i0, i1 = int(a / frame_s), max(int(a / frame_s) + 1, int(b / frame_s))
-            spans.append((i0, i1))
-            lev[:, k] = _db(power[:, i0:i1].mean(axis=1))
-        floor = np.maximum(lev.max(axis=1, keepdims=True) - ACTIVE_DB, SILENT_DBFS)
-        sounding = level > floor
-        on = np.stack([sounding[:, i0:i1].mean(axis=1) >= 0.5 for i0, i1 in spans], axis=1)
+        on = playing(power, edges, frame_s)
         for k in range(len(edges) - 1):
-            playing = [nm for i, nm in enumerate(names) if on[i, k]]
+            now = [nm for i, nm in enumerate(names) if on[i, k]]
             if groups:
-                playing = [g for g, members in groups.items() if set(members) & set(playing)]
-            active_sets.append(playing)
+                now = [g for g, members in groups.items() if set(members) & set(now)]
+            active_sets.append(now)
     letters: dict = {}
     out = []
     for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):

@@ -17,10 +17,13 @@ the contrast lane (:func:`automix.lead.contrast_lane`, within +-3 dB) on every t
 per section, so on the lead they add section by section into one lane.  ``static=True`` (the
 ``--static`` option) adds no lane: today's static mix.
 
+The contrast lane follows the reference's loudness range (LRA), given as ``reference_lra_lu``
+or measured on ``reference``.
+
 The de-esser rule (:func:`automix.dsp.deesser.deesser_for`) is evaluated on the lead when it is
 vocal-like, against the reference's sibilance; its settings are returned in
-``TimePlan.deesser`` for the console to place (the processor is not yet a node of the console
-graph).
+``TimePlan.deesser`` (the job puts them in ``tracks[].deesser``, a strip processor of the
+console graph).
 """
 from __future__ import annotations
 
@@ -69,7 +72,8 @@ def _fader(track: dict, audio) -> float:
 def plan(stems: dict, settings: dict, *, lead: str | None = None,
          lead_margin_db: float | None = None, static: bool = False,
          reference: np.ndarray | None = None, dynamics_amount: float = 1.0,
-         groups: dict | None = None, keep_lead_level: bool = False) -> TimePlan:
+         groups: dict | None = None, keep_lead_level: bool = False,
+         reference_lra_lu: float | None = None) -> TimePlan:
     """Sections, lanes and the de-esser rule for the static mix ``settings`` (module doc).
 
     ``stems``: ``{track name: (channels, samples)}`` for the tracks of ``settings``;
@@ -128,13 +132,28 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
         return out
     gains = {name: np.zeros(len(edges) - 1) for name in tracks}
     if k_lead is not None:
-        out.ride = lead_mod.rider_from_loudness(lead_st, rest_st, edges, margin)
-        gains[choice.name] += np.asarray(out.ride.gains_db)
-        lo, hi = min(out.ride.gains_db), max(out.ride.gains_db)
-        goal = ("its margin evened out across sections" if margin is None
-                else f"a {margin:+.1f} dB margin")
-        out.notes.append(f"lead: {choice.name} ({choice.reason}); rider {lo:+.1f}..{hi:+.1f} dB "
-                         f"for {goal}" + (" (held at +-6 dB)" if out.ride.clipped else ""))
+        # the sections where the lead plays (as the labels say): a margin measured where it
+        # only rings out or plays a note or two is not one to even out
+        plays = sections_mod.playing(feats.power[feats.names.index(choice.name)], edges)[0]
+        ride = lead_mod.rider_from_loudness(
+            lead_st, rest_st, edges, margin, plays=plays,
+            tolerance_db=lead_mod.RIDE_TOLERANCE_DB if margin is None else 0.0)
+        sits = lead_mod.mean_margin(ride.margins_before, edges)
+        if margin is None and lead is None and sits is not None \
+                and sits < lead_mod.BACKGROUND_MARGIN_DB:
+            # found, not named: a part the static mix keeps this far under the rest is not
+            # carried as a lead; evening it out would only move a background part around
+            out.notes.append(f"no lead rider: {choice.name} ({choice.reason}) sits "
+                             f"{-sits:.1f} dB under the rest of the mix: a background part")
+        else:
+            out.ride = ride
+            gains[choice.name] += np.asarray(ride.gains_db)
+            lo, hi = min(ride.gains_db), max(ride.gains_db)
+            goal = ("its margin evened out across sections (within "
+                    f"{lead_mod.RIDE_TOLERANCE_DB:g} dB)" if margin is None
+                    else f"a {margin:+.1f} dB margin")
+            out.notes.append(f"lead: {choice.name} ({choice.reason}); rider {lo:+.1f}..{hi:+.1f} "
+                             f"dB for {goal}" + (" (held at +-6 dB)" if ride.clipped else ""))
         if reference is not None and lead_mod.is_vocal_name(choice.name):
             ref_sib = deesser.sibilance_db(reference, sr)
             params = deesser.deesser_for(stems[choice.name], sr, ref_sib, vocal_like=True)
@@ -145,45 +164,24 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
                                  f"reference's)")
     else:
         out.notes.append(f"no lead rider: {choice.reason}")
-    if reference is not None and dynamics_amount > 0:
-        # the reference's sections on a copy decimated to ~11 kHz by block averaging: its
-        # section-to-section loudness spread survives (a shift common to all sections cancels)
-        q = max(1, sr // 11025)
-        m = reference.shape[-1] // q
-        small = np.asarray(reference)[..., :m * q].reshape(-1, m, q).mean(axis=-1)
-        ref = sections_mod.find_sections_in_mix(small, sr / q, use_beats=False)
-        ref_spread = lead_mod.contrast_spread([s.loudness_lufs for s in ref.sections],
-                                              [s.end_s - s.start_s for s in ref.sections])
-        # the same measure on the static mix: a spread depends on the segmentation (the stems
-        # find more boundaries than a mix alone, so a finer, larger spread), so the reference's
-        # spread is scaled by the static mix's stems-to-mix-alone ratio before it is a target
-        mm = n // q
-        m_small = mix32[:, :mm * q].reshape(2, mm, q).mean(axis=-1)
-        if mm > 0:
-            same = sections_mod.find_sections_in_mix(m_small, sr / q, use_beats=False)
-            spread_same = lead_mod.contrast_spread([s.loudness_lufs for s in same.sections],
-                                                   [s.end_s - s.start_s for s in same.sections])
-            spread_stems = lead_mod.contrast_spread([s.loudness_lufs for s in found.sections],
-                                                    np.diff(edges))
-            if spread_same > 0.1:
-                ref_spread *= spread_stems / spread_same
-        if k_lead is not None:
+    if (reference is not None or reference_lra_lu is not None) and dynamics_amount > 0:
+        if reference_lra_lu is None:
+            reference_lra_lu = analysis.loudness_range(
+                analysis.short_term_loudness(np.asarray(reference), sr))
+        if out.ride is not None:
             # the mix with the ridden lead, window by window: the rest's power plus the
             # lead's times its section gain squared (lead and rest taken as uncorrelated)
-            centre = np.arange(len(lead_st)) * 0.1 + 1.5
-            k = np.clip(np.searchsorted(edges, centre, side="right") - 1, 0, len(edges) - 2)
-            power = 10 ** (rest_st / 10) + 10 ** ((lead_st + gains[choice.name][k]) / 10)
-            st = 10 * np.log10(power)
-            mix_loud = [sections_mod.section_loudness(st, a, b)
-                        for a, b in zip(edges[:-1], edges[1:])]
+            g = lead_mod._windows_gain(len(lead_st), edges, gains[choice.name])
+            st = 10 * np.log10(10 ** (rest_st / 10) + 10 ** ((lead_st + g) / 10))
         else:
-            mix_loud = [s.loudness_lufs for s in found.sections]
-        out.contrast = lead_mod.contrast_lane(mix_loud, edges, ref_spread, dynamics_amount)
-        if out.contrast.lane["points"]:
+            st = found.short_term_lufs
+        out.contrast = lead_mod.contrast_lane(st, edges, reference_lra_lu, dynamics_amount)
+        c = out.contrast
+        if c.lane["points"]:
             for name in tracks:
-                gains[name] += np.asarray(out.contrast.gains_db)
-            out.notes.append(f"section contrast: {out.contrast.spread_mix:.1f} LU -> "
-                             f"reference {ref_spread:.1f} LU")
+                gains[name] += np.asarray(c.gains_db)
+            out.notes.append(f"section contrast: loudness range {c.lra_mix:.1f} LU -> "
+                             f"{c.lra_planned:.1f} LU (reference {c.lra_reference:.1f} LU)")
     new = dict(settings, version=2, tracks=[dict(t) for t in settings["tracks"]])
     for t in new["tracks"]:
         lane = lead_mod.section_lane(edges, gains[t["name"]])

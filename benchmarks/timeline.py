@@ -1,6 +1,7 @@
 """The time plan (issue 19) against the static mix, on the example song and the LMMS renders.
 
     .venv/bin/python benchmarks/timeline.py [--lmms /work/data/lmms] [--json results/timeline.json]
+        [--max-seconds S] [--margin DB] [--ablate]
     .venv/bin/python benchmarks/timeline.py --pump OUT_DIR [--sections-from settings.json]
 
 **Cases**: the bundled example (``examples/dirty-love``: its stems, its reference) and every
@@ -18,6 +19,9 @@ and planned; the mix's loudness range (EBU R128 LRA) error against the reference
 distance (``analysis.logmel_distance``, dB after one level-aligning gain) of each mix to the
 reference.  For an LMMS song the reference is the human mix of these very stems, so the static
 balance is its own target: any lane can only move away from it (the number says how far).
+
+**--ablate**: also each lane alone (the rider with dynamics amount 0; the contrast lane with
+``--lead none``), to tell which one moves a mix away from the static one.
 
 **--pump OUT**: an ``automix`` output folder (settings.json with sections, the stems from the
 example): the master limiter's gain reduction, in 50 ms frames, and its change across each
@@ -43,6 +47,7 @@ from benchmarks.lead_margin import _render, margins  # noqa: E402
 
 SR = 44100
 KEEP_LEAD_LEVEL, MARGIN = True, None   # the job's default (--margin DB: an absolute target)
+ABLATE = False                         # --ablate: also each lane alone
 
 
 def cases(lmms: Path | None, max_seconds: float = 1e9):
@@ -75,17 +80,26 @@ def run_case(name, files, ref_path):
     settings = validate({"format": "automix.settings", "version": 2, "sample_rate": SR,
                          "tracks": [{"name": k, "file": f"{k}.wav"} for k in stems],
                          "master": {}})
-    tp = timeline.plan(stems, settings, reference=ref.astype(np.float32),
-                       dynamics_amount=1.0, keep_lead_level=KEEP_LEAD_LEVEL,
-                       lead_margin_db=MARGIN)
+    def plan(**kw):
+        return timeline.plan(stems, settings, reference=ref.astype(np.float32),
+                             keep_lead_level=KEEP_LEAD_LEVEL, lead_margin_db=MARGIN,
+                             **dict(dict(dynamics_amount=1.0), **kw))
+
+    tp = plan()
     planned = validate(tp.settings)
     edges = [0.0] + [s.end_s for s in tp.sections]
     lead = tp.lead.name if tp.lead is not None else None
     out = {"case": name, "lead": lead, "lead_reason": tp.lead.reason if tp.lead else None,
-           "sections": len(tp.sections), "notes": tp.notes}
+           "ridden": tp.ride is not None, "sections": len(tp.sections), "notes": tp.notes,
+           "ride_db": tp.ride.gains_db if tp.ride else None,
+           "contrast_db": tp.contrast.gains_db if tp.contrast else None}
     ref_lra = analysis.loudness_range(analysis.short_term_loudness(ref, rsr))
-    for tag, s in (("static", settings), ("plan", planned)):
-        if lead is not None:
+    variants = [("static", settings), ("plan", planned)]
+    if ABLATE:  # each lane alone: the rider (no contrast), the contrast (no rider)
+        variants += [("rider", validate(plan(dynamics_amount=0.0).settings)),
+                     ("contrast", validate(plan(lead="none").settings))]
+    for tag, s in variants:
+        if lead is not None and tag in ("static", "plan"):
             lead_a = _render(s, stems, lead, n, solo=True)
             rest = _render(s, stems, lead, n, solo=False)
             mix = lead_a + rest
@@ -152,9 +166,12 @@ def main():
     ap.add_argument("--margin", type=float, default=None,
                     help="an absolute lead margin target (the job's --lead-margin); default: "
                          "the job's default, the margin evened out around its mean")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also the rider alone (dynamics amount 0) and the contrast lane alone "
+                         "(--lead none): which lane moves the mix")
     args = ap.parse_args()
-    global KEEP_LEAD_LEVEL, MARGIN
-    KEEP_LEAD_LEVEL, MARGIN = args.margin is None, args.margin
+    global KEEP_LEAD_LEVEL, MARGIN, ABLATE
+    KEEP_LEAD_LEVEL, MARGIN, ABLATE = args.margin is None, args.margin, args.ablate
     if args.pump is not None:
         for folder in args.pump:
             print(folder, json.dumps(pump(folder, args.sections_from)))
@@ -164,16 +181,21 @@ def main():
         r = run_case(name, files, ref)
         rows.append(r)
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        print(f"{name:42s} lead={str(r['lead']):18s} sections={r['sections']} "
+        shown = f"{r['lead']}{'' if r['ridden'] else ' (not ridden)'}" if r["lead"] else "None"
+        print(f"{name:42s} lead={shown:31s} sections={r['sections']} "
               f"spread static/plan {fmt(r.get('static_margin_spread_db'))}/"
               f"{fmt(r.get('plan_margin_spread_db'))} dB  LRA err {r['static_lra_err_lu']:.2f}/"
               f"{r['plan_lra_err_lu']:.2f} LU  log-mel {r['static_logmel_db']:.3f}/"
               f"{r['plan_logmel_db']:.3f} dB", flush=True)
+        if ABLATE:
+            print(" " * 42 + "  ".join(f"{t} alone: log-mel {r[t + '_logmel_db']:.3f} dB, LRA err "
+                                       f"{r[t + '_lra_err_lu']:.2f} LU" for t in ("rider", "contrast")),
+                  flush=True)
     keys = ("static_lra_err_lu", "plan_lra_err_lu", "static_logmel_db", "plan_logmel_db")
     print("mean  " + "  ".join(f"{k} {np.mean([r[k] for r in rows]):.3f}" for k in keys))
-    led = [r for r in rows if r.get("plan_margin_spread_db") is not None]
+    led = [r for r in rows if r.get("plan_margin_spread_db") is not None and r["ridden"]]
     if led:
-        print(f"lead cases {len(led)}: margin spread static {np.mean([r['static_margin_spread_db'] for r in led]):.2f}"
+        print(f"ridden lead cases {len(led)}: margin spread static {np.mean([r['static_margin_spread_db'] for r in led]):.2f}"
               f" -> plan {np.mean([r['plan_margin_spread_db'] for r in led]):.2f} dB (mean)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -127,30 +127,63 @@ def test_name_cues():
     assert lead.name_score("Soft Saw Pad") < 0 and lead.name_score("bass vocal") > 0
 
 
-def test_contrast_lane_follows_the_reference_spread():
+def test_contrast_lane_moves_the_loudness_range_to_the_reference():
     rng = np.random.default_rng(3)
     edges = np.array([0.0, 8.0, 16.0, 24.0, 32.0])
-    levels = np.array([-24.0, -20.0, -24.0, -20.0])       # 2 LU spread
+    levels = np.array([-24.0, -20.0, -24.0, -20.0])       # sections 4 LU apart
     n = int(edges[-1] * SR)
     x = rng.standard_normal((2, n)) * 0.05
     for (a, b), l in zip(zip(edges[:-1], edges[1:]), levels):
         x[:, int(a * SR):int(b * SR)] *= 10 ** ((l + 20) / 20)
 
-    def spread(y):
-        st = analysis.short_term_loudness(y, SR)
-        t0 = np.arange(len(st)) * 0.1
-        sec = [10 * np.log10(np.mean(10 ** (st[(t0 >= a) & (t0 + 3 <= b)] / 10)))
-               for a, b in zip(edges[:-1], edges[1:])]
-        return lead.contrast_spread(sec, np.diff(edges)), sec
+    def lra(y):                                            # the EBU meter on the rendered lane
+        return analysis.loudness_range(analysis.short_term_loudness(y, SR))
 
-    s0, sec = spread(x)
-    assert s0 == pytest.approx(2.0, abs=0.1)
-    c = lead.contrast_lane(sec, edges, reference_spread_lu=3.0)
-    s1, _ = spread(lead.lane_apply(x, c.lane, SR))
-    assert s1 == pytest.approx(3.0, abs=0.15)
-    half = lead.contrast_lane(sec, edges, reference_spread_lu=3.0, amount=0.5)
-    assert spread(lead.lane_apply(x, half.lane, SR))[0] == pytest.approx(2.5, abs=0.15)
-    wide = lead.contrast_lane(sec, edges, reference_spread_lu=12.0)
+    st = analysis.short_term_loudness(x, SR)
+    l0 = lra(x)
+    assert 3.0 < l0 < 5.0
+    c = lead.contrast_lane(st, edges, reference_lra_lu=l0 + 2.0, tolerance_lu=0.0)
+    assert c.lra_mix == pytest.approx(l0, abs=1e-9)
+    assert lra(lead.lane_apply(x, c.lane, SR)) == pytest.approx(l0 + 2.0, abs=0.3)
+    # louder sections up, softer down: the deviations scaled, the mean level kept
+    assert c.gains_db[1] > 0 > c.gains_db[0] and abs(np.mean(c.gains_db)) < 0.05
+    half = lead.contrast_lane(st, edges, reference_lra_lu=l0 + 2.0, amount=0.5, tolerance_lu=0.0)
+    assert lra(lead.lane_apply(x, half.lane, SR)) == pytest.approx(l0 + 1.0, abs=0.3)
+    less = lead.contrast_lane(st, edges, reference_lra_lu=l0 - 2.0, tolerance_lu=0.0)
+    assert lra(lead.lane_apply(x, less.lane, SR)) == pytest.approx(l0 - 2.0, abs=0.3)
+    assert c.gains_db[0] < less.gains_db[0] and less.gains_db[1] < 0
+    wide = lead.contrast_lane(st, edges, reference_lra_lu=l0 + 20.0)
     assert max(abs(g) for g in wide.gains_db) == lead.MAX_CONTRAST_DB
-    flat = lead.contrast_lane([-20.0, -20.1], [0, 5, 10], reference_spread_lu=3.0)
-    assert flat.lane["points"] == []
+    # within the tolerance: no lane; beyond it: to the near edge of the band
+    assert lead.contrast_lane(st, edges, reference_lra_lu=l0 + 0.9).lane["points"] == []
+    edge = lead.contrast_lane(st, edges, reference_lra_lu=l0 + 3.0)
+    assert lra(lead.lane_apply(x, edge.lane, SR)) == pytest.approx(
+        l0 + 3.0 - lead.CONTRAST_TOLERANCE_LU, abs=0.3)
+    one = lead.contrast_lane(st, [0.0, 32.0], reference_lra_lu=l0 + 3.0)
+    assert one.lane["points"] == []                        # one section: nothing to contrast
+
+
+def test_rider_tolerance_and_sections_without_the_lead():
+    """The job's evening-out: a section within ``tolerance_db`` of the mean margin is left
+    alone, one further away is brought to the band's edge; a section where the lead does not
+    play (``plays``) has no margin and takes its neighbour's gain."""
+    from automix.lead import rider_from_loudness
+
+    t0 = np.arange(0, 27.01, 0.1)                     # windows of 3 s over 30 s
+    lead_st = np.full(len(t0), -20.0)
+    rest = np.select([t0 + 3 <= 10.0, t0 >= 10.0], [-20.0, -17.0], -18.0)
+    rest[t0 >= 20.0] = -20.5                          # margins 0, -3, +0.5 dB
+    edges = [0.0, 10.0, 20.0, 30.0]
+    ride = rider_from_loudness(lead_st, rest, edges, None, tolerance_db=1.0)
+    m = np.array(ride.margins_before)
+    assert m == pytest.approx([0.0, -3.0, 0.5], abs=1e-6)
+    d = m.mean() - m                                  # 1/3 of the song each
+    want = np.sign(d) * np.maximum(np.abs(d) - 1.0, 0.0)
+    assert ride.gains_db == pytest.approx(list(want), abs=1e-6)
+    assert ride.gains_db[0] == 0.0 and ride.gains_db[1] > 0 > ride.gains_db[2]
+    after = m + np.array(ride.gains_db)
+    assert np.abs(after - m.mean()).max() <= 1.0 + 1e-9
+    plays = [True, True, False]
+    ride = rider_from_loudness(lead_st, rest, edges, None, tolerance_db=1.0, plays=plays)
+    assert ride.margins_before[2] is None
+    assert ride.gains_db == pytest.approx([-0.5, 0.5, 0.5], abs=1e-6)

@@ -88,15 +88,34 @@ def test_static_and_no_lead(song):
         timeline.plan(stems, settings, lead_margin_db=30)
 
 
+def test_a_found_lead_far_under_the_rest_is_not_ridden(song):
+    """An automatically found lead the static mix keeps more than 10 dB under the rest is a
+    background part: no rider (a named lead, or a margin target, is ridden all the same)."""
+    stems, settings = song
+    low = validate(dict(settings, tracks=[dict(t, gain_db=-30.0) if t["name"] == "Lead Vocal"
+                                          else t for t in settings["tracks"]]))
+    p = timeline.plan(stems, low, keep_lead_level=True)
+    assert p.lead.name == "Lead Vocal" and p.ride is None
+    assert any("background part" in n for n in p.notes)
+    assert all("automation" not in t for t in p.settings["tracks"])
+    named = timeline.plan(stems, low, lead="Lead Vocal", keep_lead_level=True)
+    assert named.ride is not None and any(g != 0 for g in named.ride.gains_db)
+    assert timeline.plan(stems, settings, keep_lead_level=True).ride is not None
+
+
 def test_contrast_follows_a_reference_with_more_spread(song):
     stems, settings = song
     rng = np.random.default_rng(5)
     ref = rng.standard_normal((2, 36 * SR)) * 0.05
     ref[:, 18 * SR:] *= 10 ** (8 / 20)                    # a reference whose second half is +8 LU
     p = timeline.plan(stems, settings, lead="none", reference=ref)
-    assert p.contrast is not None and p.contrast.spread_reference > p.contrast.spread_mix
+    assert p.contrast is not None and p.contrast.lra_reference > p.contrast.lra_mix + 1.0
+    assert p.contrast.lra_planned > p.contrast.lra_mix
     lanes = [t["automation"]["gain_db"] for t in p.settings["tracks"] if "automation" in t]
     assert len(lanes) == 4 and all(lane == lanes[0] for lane in lanes)
     assert max(abs(pt["gain_db"]) for pt in lanes[0]["points"]) <= 3.0
     p0 = timeline.plan(stems, settings, lead="none", reference=ref, dynamics_amount=0.0)
     assert p0.contrast is None
+    # a reference whose loudness range is the mix's: no lane
+    same = timeline.plan(stems, settings, lead="none", reference_lra_lu=p.contrast.lra_mix)
+    assert same.contrast is not None and same.contrast.lane["points"] == []
