@@ -278,3 +278,62 @@ def test_reference_balance_ignores_dead_bands_and_silent_references():
     silent = torch.full_like(ref, -100.0)
     z = reference_balance_db(stems[None], mask, silent[None])[0]
     assert z.tolist() == pytest.approx(fader_offsets_db(stems[None])[0].tolist(), abs=1e-9)
+
+
+def test_loudness_offsets_follow_bs1770_on_audio():
+    """The equal-loudness point read off log-mels agrees with BS.1770 integrated loudness of
+    the audio (an independent measure: automix.analysis, pyloudnorm-checked): stems of very
+    different spectra and levels, one of them gated (half silence), within 0.7 dB.  (The mels
+    stop at 16 kHz: content above it is not seen, so the test signals keep below it.)"""
+    from automix.analysis import integrated_loudness
+    from automix.model.features import log_mel, loudness_offsets_db
+
+    sr, n = 44100, 6 * 44100
+    rng = np.random.default_rng(3)
+    t = np.arange(n) / sr
+    f = np.fft.rfftfreq(n, 1 / sr)
+
+    def noise(shape):  # noise with amplitude spectrum ``shape(f)``, inside the mels' 20 Hz-16 kHz
+        spec = np.fft.rfft(rng.standard_normal(n)) * np.where((f > 30) & (f < 15000), shape(f), 0.0)
+        return np.fft.irfft(spec, n)
+
+    bass = 0.3 * np.sin(2 * np.pi * 60 * t)                        # K-weighting lowers it
+    hats = noise(lambda f: ((f > 5000) & (f < 12000)) * 1.0) * 0.3  # the pre-filter raises it
+    gated = noise(lambda f: 1.0) * 0.5 * (t % 2 < 1)               # silent half the time
+    pink = noise(lambda f: 1 / np.sqrt(np.maximum(f, 1.0)))
+    pink *= 0.02 / np.sqrt(np.mean(pink ** 2))
+    stems = np.stack([np.stack([x, x]) for x in (bass, hats, gated, pink)])
+    lufs = np.array([integrated_loudness(x, sr) for x in stems])
+    expected = np.median(lufs) - lufs
+    mels = log_mel(torch.tensor(stems, dtype=torch.float32), sr)
+    got = loudness_offsets_db(mels).numpy()
+    assert np.ptp(lufs) > 10  # the stems really differ
+    assert got == pytest.approx(expected - np.median(expected - got), abs=0.7)
+
+
+def test_loudness_reference_balance_model_adds_its_offsets():
+    """fader_balance="reference_loudness": the predicted faders are the absolute model's plus
+    the reference fit pulled toward equal loudness, with that mode's strength."""
+    from automix.model.features import log_mel, loudness_offsets_db, reference_balance_db
+    from automix.model.net import LOUDNESS_BALANCE_STRENGTH
+    from automix.model.predict import predict_from_mels
+
+    rng = np.random.default_rng(1)
+    audio = torch.tensor(rng.standard_normal((3, 2, 44100)) * [[[0.05]], [[0.2]], [[0.01]]],
+                         dtype=torch.float32)
+    mels, ref = log_mel(audio, 44100), log_mel(audio.sum(0), 44100)
+    torch.manual_seed(0)
+    absolute = AutomixNet(dim=32, depth=1, heads=2)
+    loud = AutomixNet(dim=32, depth=1, heads=2, relative_faders=True, fader_balance="reference_loudness")
+    loud.load_state_dict(absolute.state_dict())
+    a, _ = predict_from_mels(absolute, mels, [True] * 3, ref)
+    b, _ = predict_from_mels(loud, mels, [True] * 3, ref)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    off = reference_balance_db(mels[None], mask, ref[None], strength=LOUDNESS_BALANCE_STRENGTH,
+                               base=loudness_offsets_db(mels[None], mask))[0]
+    assert (b["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)
+    # three white noises: the reference cannot tell them apart, so the fit stays at the
+    # equal-loudness point, which for one spectrum is the level ratio to the median stem
+    lo = loudness_offsets_db(mels[None], mask)[0]
+    assert (off - lo).abs().max() < 0.2
+    assert lo.tolist() == pytest.approx([0.0, 20 * np.log10(0.05 / 0.2), 20 * np.log10(0.05 / 0.01)], abs=0.3)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import AutomixError
 from ..params import MASTER_SPECS, TRACK_SPECS
-from .features import N_MELS, fader_offsets_db, reference_balance_db
+from .features import N_MELS, fader_offsets_db, loudness_offsets_db, reference_balance_db
 
 
 class Encoder(nn.Module):
@@ -45,6 +45,10 @@ class Encoder(nn.Module):
         return self.out(self.from_cnn(cnn) + self.from_stats(stats))
 
 
+FADER_BALANCES = ("mel", "reference", "reference_loudness")
+LOUDNESS_BALANCE_STRENGTH = 0.3  # measured on the LMMS songs: 0.03 / 0.3 / 1 / 3 -> 2.37 / 1.67 / 1.84 / 1.9 dB
+
+
 class AutomixNet(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 6, ff_mult: int = 2,
                  dropout: float = 0.0, relative_faders: bool = False, fader_balance: str = "mel"):
@@ -52,9 +56,11 @@ class AutomixNet(nn.Module):
         # relative_faders: the gain head predicts each fader from a balance point instead of
         # from the raw stem level; fader_balance says which: "mel", every stem at the median
         # level (features.fader_offsets_db), or "reference", the levels at which the stems'
-        # summed spectrum follows the reference's (features.reference_balance_db)
-        if fader_balance not in ("mel", "reference"):
-            raise AutomixError(f"model.fader_balance={fader_balance!r}: choose mel or reference")
+        # summed spectrum follows the reference's (features.reference_balance_db), or
+        # "reference_loudness", the same fit pulled (10x harder) toward equal loudness instead
+        # of equal mel level (nearer producers' balances: docs/model.md)
+        if fader_balance not in FADER_BALANCES:
+            raise AutomixError(f"model.fader_balance={fader_balance!r}: choose {', '.join(FADER_BALANCES)}")
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
                        "dropout": dropout, "relative_faders": bool(relative_faders),
                        "fader_balance": fader_balance}
@@ -78,8 +84,12 @@ class AutomixNet(nn.Module):
                       reference_mel: torch.Tensor) -> torch.Tensor:
         """dB added to the predicted faders (B, N): the balance point, or 0 for absolute faders."""
         if self.config.get("relative_faders"):
-            if self.config.get("fader_balance") == "reference":
+            kind = self.config.get("fader_balance")
+            if kind == "reference":
                 return reference_balance_db(stem_mels, mask, reference_mel)
+            if kind == "reference_loudness":
+                return reference_balance_db(stem_mels, mask, reference_mel, strength=LOUDNESS_BALANCE_STRENGTH,
+                                            base=loudness_offsets_db(stem_mels, mask))
             return fader_offsets_db(stem_mels, mask)
         return torch.zeros(mask.shape, dtype=stem_mels.dtype, device=stem_mels.device)
 
