@@ -184,10 +184,14 @@ def read_long_reference(path, info) -> np.ndarray:
     return audio
 
 
-def _reference_features(path, sr: int) -> tuple[dict, list[str]]:
-    """The reference read, checked and analysed at ``sr`` (a background job), and its notes."""
+def _reference_features(path, sr: int) -> tuple[dict, list[str], np.ndarray | None]:
+    """The reference read, checked and analysed at ``sr`` (a background job), its notes, and
+    its short-term loudness for the report's loudness-over-time plot (None for a reference
+    long enough to be read as excerpts: that curve would not be the song's)."""
     audio, _, notes = load_reference(path, sr)
-    return analysis.analyze(audio, sr), notes
+    whole = audio_info(path).seconds <= REFERENCE_MAX_S
+    return (analysis.analyze(audio, sr), notes,
+            analysis.short_term_loudness(audio, sr) if whole else None)
 
 
 def _analyze_all(result_settings, reference, mix, master, sr, goal, ceiling, source):
@@ -532,7 +536,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         printed = {} if export_stems else None
         mix_audio = _render_mix(settings, st.sources(settings, stems), printed)
     st.audio.clear()  # the stems are not needed any more: free their memory for the master
-    on_audio("mix", mix_audio, sr)
+    if static:  # nothing to trim: mix.wav is written while the master is made
+        on_audio("mix", mix_audio, sr)
 
     say("mastering")
     mix_features, mix_spectra = measure_mix(mix_audio, sr)
@@ -540,6 +545,11 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
         predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
     master_final = _top_tail(settings, master_final, sr, fade_in, fade_out, trim=not static)
+    if not static:  # mix.wav and the printed stems cut to the master's span (automix.toptail)
+        from .toptail import trim_printed, trim_to_span
+        mix_audio = trim_to_span(mix_audio, settings["master"].get("top_tail"), sr)
+        trim_printed(printed, settings["master"].get("top_tail"), sr)
+        on_audio("mix", mix_audio, sr)
     on_audio("master", master_final, sr)
     settings = validate(settings, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
@@ -702,6 +712,8 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     """Master a finished mix (a file) to a reference track (``on_audio``: see :func:`mix`)."""
     amounts = amounts or Amounts()
     say = progress or (lambda msg: None)
+    from .sections import find_sections_in_mix, to_settings
+
     device = check_options(target_lufs, ceiling, 0, device)
     mix_path = Path(mix_path)
     sr = audio_info(mix_path).sample_rate
@@ -716,8 +728,9 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     stereo_mix, track = neutral_mix(audio, sr, mix_path.stem, mix_path.name)
     del audio
     mix_features, mix_spectra = measure_mix(stereo_mix, sr)
-    sections = _mix_sections(stereo_mix, sr)  # informational (settings.json sections)
-    ref_features, ref_notes = ref_job.result()
+    # the mix's sections (informational: settings.json, the report's plot)
+    found = find_sections_in_mix(stereo_mix, sr)
+    ref_features, ref_notes, ref_st = ref_job.result()
     notes += ref_notes
     say("mastering")
     master_settings, goal, master_final = master_stage(stereo_mix, sr, ref_features, mix_features,
@@ -726,20 +739,14 @@ def master(mix_path, reference, *, target_lufs: float | None = None, ceiling: fl
     if on_audio is not None:
         on_audio("master", master_final, sr)
     settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
-                         "tracks": [track], "master": master_settings, "sections": sections},
-                        "automix")
+                         "tracks": [track], "master": master_settings,
+                         "sections": to_settings(found.sections)}, "automix")
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
-    return Result(settings, master_final, None, sr, notes + _master_notes(settings))
-
-
-def _mix_sections(mix: np.ndarray, sr: int) -> list[dict]:
-    """The sections of a finished mix (:func:`automix.sections.find_sections_in_mix`) for
-    settings.json."""
-    from .sections import find_sections_in_mix, to_settings
-
-    return to_settings(find_sections_in_mix(mix, sr).sections)
+    return Result(settings, master_final, None, sr, notes + _master_notes(settings),
+                  timeline={"lead": None, "reference_st": ref_st,
+                            "mix_st": found.short_term_lufs})
 
 
 STEM_FADER_RANGE_DB = 3.0  # stem mastering keeps the mix engineer's balance, within this
@@ -790,6 +797,13 @@ def master_stems(stems, reference, *, target_lufs: float | None = None, ceiling:
                          "master": copy.deepcopy(MASTER_DEFAULTS)}, "automix", tidy=True)
     say("rendering the group buses")
     mix_audio = _render_mix(settings, st.sources(settings, stems))
+    # the song's sections from the stems (informational: settings.json, the report's plot)
+    from .sections import find_sections, to_settings
+    found = find_sections({n: st.read(p, sr) for n, p in zip(st.names, st.paths)}, sr)
+    settings["sections"] = to_settings(found.sections)
+    ref_st = (analysis.short_term_loudness(st.reference, sr) if st.reference is not None
+              and audio_info(reference).seconds <= REFERENCE_MAX_S else None)
+    st.reference = None
     st.audio.clear()
     on_audio = on_audio or (lambda name, audio, sr: None)
     on_audio("mix", mix_audio, sr)
@@ -803,4 +817,5 @@ def master_stems(stems, reference, *, target_lufs: float | None = None, ceiling:
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
-    return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings))
+    return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings),
+                  timeline={"lead": None, "reference_st": ref_st})

@@ -64,9 +64,9 @@ def write(folder, result, delivery, session, reference=None, stems=None) -> list
     ref_st = reference_loudness(result, reference)
     if ref_st is not None:
         curves["reference"] = ref_st
-    if result.mix is not None:
-        curves["mix"] = analysis.short_term_loudness(result.mix, sr)
     start = settings["master"].get("top_tail", {}).get("start_s", 0.0)
+    if result.mix is not None:  # cut to the master's span (automix.toptail): it starts there too
+        curves["mix"] = (analysis.short_term_loudness(result.mix, sr), start)
     curves["master"] = (analysis.short_term_loudness(result.master, sr), start)
     a = settings["analysis"]
     players = {}

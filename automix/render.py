@@ -109,5 +109,8 @@ def render_settings(settings: dict, stems_dir, progress=None, source: str = "set
             s.close()
     with torch.inference_mode():
         master = render_master(mix, settings["master"], sr)
-    from .toptail import apply_settings  # master.top_tail: the span kept and the fades
-    return mix, apply_settings(master, settings["master"].get("top_tail"), sr)
+    # master.top_tail: the span kept (mix, printed stems and master) and the master's fades
+    from .toptail import apply_settings, trim_printed, trim_to_span
+    entry = settings["master"].get("top_tail")
+    trim_printed(stems_out, entry, sr)
+    return trim_to_span(mix, entry, sr), apply_settings(master, entry, sr)

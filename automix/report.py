@@ -28,9 +28,10 @@ def summary_text(analysis: dict) -> str:
 
 
 def write_report(path, settings: dict, timeline: dict | None = None) -> Path:
-    """report.png; ``timeline`` (the job's, when it planned the song's time: ``reference``
-    audio or its ``reference_st``, ``mix``, ``master``, ``sample_rate``, ``lead``) adds a row: short-term loudness over time
-    with the sections and the lead's lane."""
+    """report.png; ``timeline`` (the job's, when it found the song's sections: ``reference``,
+    ``mix`` and ``master`` audio or their short-term loudness ``reference_st``, ``mix_st``,
+    ``master_st``; ``sample_rate``; ``lead``) adds a row: short-term loudness over time with the
+    sections and the lead's lane."""
     analysis = settings["analysis"]
     if timeline:
         fig = Figure(figsize=(13, 14.5))
@@ -88,13 +89,17 @@ def _plot_time(ax, settings: dict, timeline: dict) -> None:
     from .console.blocks import lane_db
 
     sr = timeline["sample_rate"]
-    start = settings["master"].get("top_tail", {}).get("start_s", 0.0)  # master trimmed
-    ref = timeline.get("reference_st")
-    if ref is None and timeline.get("reference") is not None:
-        ref = short_term_loudness(timeline["reference"], sr)
-    curves = {"reference": (ref, 0.0),
-              "mix": (short_term_loudness(timeline["mix"], sr), 0.0),
-              "master": (short_term_loudness(timeline["master"], sr), start)}
+    # mix and master trimmed to one span (automix.toptail): both start this far into the song
+    start = settings["master"].get("top_tail", {}).get("start_s", 0.0)
+
+    def loudness(name):  # kept by the job (``NAME_st``) or measured here from the audio
+        st = timeline.get(f"{name}_st")
+        if st is None and timeline.get(name) is not None:
+            st = short_term_loudness(timeline[name], sr)
+        return st
+
+    curves = {"reference": (loudness("reference"), 0.0), "mix": (loudness("mix"), start),
+              "master": (loudness("master"), start)}
     for name, (st, offset) in curves.items():
         if st is not None and len(st):
             t = offset + 1.5 + 0.1 * np.arange(len(st))   # window centres
@@ -114,7 +119,7 @@ def _plot_time(ax, settings: dict, timeline: dict) -> None:
     lead = next((t for t in settings["tracks"] if t["name"] == timeline.get("lead")), None)
     lane = ((lead or {}).get("automation") or {}).get("gain_db")
     title = "loudness over time, sections shaded"
-    if lane and lane["points"]:
+    if lane and lane["points"] and timeline.get("mix") is not None:
         n = timeline["mix"].shape[1]
         step = max(1, sr // 20)
         db = lane_db(lane, 0, n, sr)[::step]

@@ -10,6 +10,11 @@
   to 0; at every ``t``, ``in^2 + out^2 = 1``, so a crossfade between uncorrelated signals keeps
   their power.  The fade-in's first sample and the fade-out's last sample are 0.
   Fades go on the master after the limiter (a gain <= 1 cannot raise its true peak).
+* **mix.wav** (and the printed stems, which sum to it) is cut to the master's span, the same
+  samples, so that mix and master line up sample for sample; it gets no fades (the fades are
+  a mastering decision, and a mix handed on is better whole within its span).  The span is found
+  on the master: a limiter raises quiet passages relative to the peak, so the master is where
+  a tail is audible first.
 """
 from __future__ import annotations
 
@@ -116,3 +121,21 @@ def apply_settings(audio: np.ndarray, entry: dict | None, sample_rate: int) -> n
     start, end = span(entry, np.asarray(audio).shape[-1], sample_rate)
     return apply_fades(np.asarray(audio)[..., start:end], sample_rate,
                        entry.get("fade_in_s", 0.0), entry.get("fade_out_s", 0.0))
+
+
+def trim_to_span(audio: np.ndarray, entry: dict | None, sample_rate: int) -> np.ndarray:
+    """``audio`` (channels, n: the mix, a printed stem) cut to the span a ``top_tail`` entry
+    keeps, no fades (a view; ``audio`` itself when the entry keeps everything)."""
+    if not entry:
+        return audio
+    start, end = span(entry, np.asarray(audio).shape[-1], sample_rate)
+    if (start, end) == (0, np.asarray(audio).shape[-1]):
+        return audio
+    return np.asarray(audio)[..., start:end]
+
+
+def trim_printed(stems: dict | None, entry: dict | None, sample_rate: int) -> None:
+    """The printed stems ``{name: (channels, n)}`` cut in place to the entry's span, as mix.wav
+    is (they sum to it)."""
+    for name in list(stems or {}):
+        stems[name] = trim_to_span(stems[name], entry, sample_rate)

@@ -52,7 +52,7 @@ def case(tmp_path_factory):
 
 def test_job_writes_sections_lanes_top_tail_and_renders_bit_exactly(case):
     r = automix.mix(case / "stems", case / "reference.wav", model=None, refine_steps=30,
-                    fade_out=2.0)
+                    fade_out=2.0, export_stems=True)
     s = r.settings
     assert s["version"] == 2 and s["sections"]
     assert s["sections"][0]["start_s"] == 0.0
@@ -66,9 +66,18 @@ def test_job_writes_sections_lanes_top_tail_and_renders_bit_exactly(case):
     assert abs(tt["start_s"] - (LEAD_IN_S - 0.05)) < 0.01, tt
     assert r.master.shape[1] == pytest.approx((SECONDS - tt["start_s"]) * SR, abs=2)
     assert np.abs(r.master[:, -1]).max() < 1e-12 and np.abs(r.master[:, -SR:]).max() > 0
-    mix, master = render_settings(s, case / "stems")
+    # mix.wav is cut to the master's span (no fades): the two line up sample for sample, and
+    # the printed stems still sum to it
+    assert r.mix.shape == r.master.shape
+    assert np.abs(r.mix[:, :int(0.04 * SR)]).max() == 0.0 < np.abs(r.mix[:, int(0.06 * SR)]).max()
+    assert np.abs(r.mix[:, -1]).max() > 0                  # no fade-out on the mix
+    assert all(p.shape == r.mix.shape for p in r.stems.values())
+    assert np.allclose(sum(r.stems.values()), r.mix, atol=1e-6)
+    printed = {}
+    mix, master = render_settings(s, case / "stems", stems_out=printed)
     assert np.array_equal(r.mix, mix)
     assert np.array_equal(r.master, master)
+    assert all(np.array_equal(printed[k], r.stems[k]) for k in r.stems)
 
 
 def test_static_has_no_sections_lanes_or_trim(case):
