@@ -525,7 +525,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         timeline = None
     # after the time plan: the send levels are calibrated on the strips as they will render
     # (EQ, compressor, lanes, groups: automix.space)
-    notes += _add_space(settings, st, ref_features.get("ambience"), sr, space, say)
+    notes += _add_space(settings, st, ref_features, sr, space, say)
     st.reference = None
     say("rendering the mix")
     printed = {} if export_stems else None
@@ -622,7 +622,8 @@ def _mix_arrays(stems: dict, reference, sample_rate, **kwargs) -> Result:
         return mix(folder, reference, **kwargs)
 
 
-def _add_space(settings: dict, st: _Stems, ref_ambience, sr: int, space: float, say) -> list:
+def _add_space(settings: dict, st: _Stems, ref_features: dict, sr: int, space: float,
+               say) -> list:
     """The reverb send bus and sends (:mod:`automix.space`) added to ``settings``; its notes."""
     from .space import plan_space
 
@@ -632,13 +633,21 @@ def _add_space(settings: dict, st: _Stems, ref_ambience, sr: int, space: float, 
     taken = {e["name"] for key in ("tracks", "groups", "buses") for e in settings.get(key, [])}
     bus = next(n for n in ("space", *(f"space {i}" for i in range(2, 1000))) if n not in taken)
     buses, sends, notes, _ = plan_space(
-        ref_ambience, settings, {n: st.read(p, sr) for n, p in zip(st.names, st.paths)}, sr,
-        amount=space, bus_name=bus)
+        ref_features.get("ambience"), settings,
+        {n: st.read(p, sr) for n, p in zip(st.names, st.paths)}, sr, amount=space, bus_name=bus,
+        ref_plr_db=_sample_plr(ref_features))
     if buses:
         settings["buses"] = settings.get("buses", []) + buses
         settings["sends"] = settings.get("sends", []) + sends
         settings.update(validate(settings, "automix", tidy=True))  # the fields' defaults
     return notes
+
+
+def _sample_plr(features: dict) -> float | None:
+    """The PLR by sample peak (the space stage's PLR floor measures its excerpt so)."""
+    if "sample_peak_dbfs" not in features or "integrated_lufs" not in features:
+        return None
+    return float(features["sample_peak_dbfs"] - features["integrated_lufs"])
 
 
 def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics: float):

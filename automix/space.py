@@ -68,6 +68,8 @@ MIN_SEND_DB = -10.0      # a stem that would need less than this gets no send
 RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error weighs as 6 dB
 FLOOR_RT60_S = 0.2       # the blind estimator's floor (a band with no reading counts as this)
 MONO_COHERENCE = 0.99
+PLR_TOLERANCE_DB = 0.1   # the reverb may always lower the mix's PLR this much
+PLR_MARGIN_DB = 0.5      # and otherwise down to the reference's + this (the master's own loss)
 DRY_NAMES = re.compile(r"bass|sub|kick", re.I)
 DEFAULT_RATIOS = {"low": 1.8 / 1.5, "high": 0.8 / 1.5}
 
@@ -130,29 +132,47 @@ def _excerpt(stems: list[np.ndarray], sample_rate: int, seconds: float) -> tuple
     return int(np.argmax(run)) * step, length
 
 
-def _stft_bands(x: np.ndarray, sample_rate: int):
-    """Complex STFT (channels, frames, bins) on the ambience grid, its band membership and hop."""
+def _band_spectra(x: np.ndarray, sample_rate: int, only: tuple | None = None):
+    """``(spectra, hop_s, names)``: the complex STFT (channels, frames, bins) of ``x`` on the
+    ambience grid (:func:`automix.ambience.band_levels`'s frames), cut to each band's bins
+    (``only``: these bands)."""
     n_fft = amb._pow2(0.023, sample_rate)
     hop = n_fft // amb.HOP_DIV
     if x.shape[-1] < n_fft:
         x = np.pad(x, ((0, 0), (0, n_fft - x.shape[-1])))
     window = scipy.signal.get_window("hann", n_fft).astype(np.float32)
     view = np.lib.stride_tricks.sliding_window_view(x.astype(np.float32), n_fft, axis=-1)
-    spec = scipy.fft.rfft(view[:, ::hop] * window, axis=-1)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    bands = amb.band_edges(sample_rate)
-    member = np.stack([(freqs >= lo) & (freqs < hi) for _, lo, hi in bands]).astype(np.float32)
-    return spec, member, hop / sample_rate, [b[0] for b in bands]
+    bands = [b for b in amb.band_edges(sample_rate) if only is None or b[0] in only]
+    if not bands:
+        return [], hop / sample_rate, []
+    keep = [np.flatnonzero((freqs >= lo) & (freqs < hi)) for _, lo, hi in bands]
+    first, last = min(k[0] for k in keep), max(k[-1] for k in keep) + 1
+    spec = scipy.fft.rfft(view[:, ::hop] * window, axis=-1)[..., first:last]
+    return ([spec[..., k[0] - first:k[-1] + 1 - first] for k in keep], hop / sample_rate,
+            [b[0] for b in bands])
+
+
+def _power(spectra: list) -> np.ndarray:
+    """Band power per frame (bands, frames), channels summed."""
+    return np.stack([(s.real * s.real + s.imag * s.imag).sum(axis=(0, 2), dtype=np.float64)
+                     for s in spectra])
+
+
+def _cross(a: list, b: list) -> np.ndarray:
+    """``Re(A B*)`` per band and frame (bands, frames), channels summed."""
+    return np.stack([(x.real * y.real + x.imag * y.imag).sum(axis=(0, 2), dtype=np.float64)
+                     for x, y in zip(a, b)])
 
 
 def stem_ambience(mid: np.ndarray, sample_rate: int) -> tuple[float | None, float | None]:
     """(blind RT60, early/late dB) of one stem's mid signal in the mid band."""
-    levels, power, hop_s, names = amb.band_levels(mid[None], sample_rate)
-    if "mid" not in names:
+    spectra, hop_s, names = _band_spectra(np.atleast_2d(mid), sample_rate, only=("mid",))
+    if not names:
         return None, None
-    b = names.index("mid")
-    rt, _, _ = amb.blind_rt60(levels[b], hop_s)
-    return rt, amb.early_late_db(power[b], hop_s, rt)
+    power = _power(spectra)[0]
+    rt, _, _ = amb.blind_rt60(10 * np.log10(np.maximum(power, 1e-30)), hop_s)
+    return rt, amb.early_late_db(power, hop_s, rt)
 
 
 def _late_share(el_db: float) -> float:
@@ -207,11 +227,54 @@ def flat_settings(names: list[str], gains_db: list[float], pans: list[float],
                        for n, g, p in zip(names, gains_db, pans)]}
 
 
+class _PlrProbe:
+    """PLR (sample peak dB - BS.1770 integrated loudness) of ``D + g R`` for any ``g``: the
+    K-weighting is linear, so each gating block's mean square is ``m_D + g^2 m_R + g m_X``
+    with the cross term from the blocks of ``D + R``.  The peak is exact: per block of
+    :attr:`BLOCK` samples ``max |D| + g max |R|`` bounds the block's peak, and only the blocks
+    whose bound reaches the best block's exact peak are measured."""
+
+    BLOCK = 512
+
+    def __init__(self, dry: np.ndarray, ret: np.ndarray, sample_rate: int):
+        from . import analysis as an
+
+        kd, kr = an.k_weight(dry, sample_rate), an.k_weight(ret, sample_rate)
+        ms = [an._Hops.of(x, sample_rate).window_mean_squares(an.BLOCK_S)
+              for x in (kd, kr, kd + kr)]
+        self.md, self.mr, self.mx = ms[0], ms[1], ms[2] - ms[0] - ms[1]
+        self.gated = an._gated_loudness
+        b = self.BLOCK
+        pad = -dry.shape[1] % b
+        shape = (dry.shape[0], -1, b)
+        self.d = np.pad(dry, ((0, 0), (0, pad))).astype(np.float32).reshape(shape)
+        self.r = np.pad(ret, ((0, 0), (0, pad))).astype(np.float32).reshape(shape)
+        self.dmax = np.abs(self.d).max(axis=(0, 2))
+        self.rmax = np.abs(self.r).max(axis=(0, 2))
+
+    def peak(self, gain: float) -> float:
+        bound = self.dmax + gain * self.rmax
+        best = int(np.argmax(bound))
+        g = np.float32(gain)
+        low = float(np.abs(self.d[:, best] + g * self.r[:, best]).max())
+        maybe = np.flatnonzero(bound > low)
+        if maybe.size:
+            low = max(low, float(np.abs(self.d[:, maybe] + g * self.r[:, maybe]).max()))
+        return low
+
+    def __call__(self, gain: float) -> float:
+        ms = np.maximum(self.md + gain * gain * self.mr + gain * self.mx, 0.0)
+        return 20 * math.log10(max(self.peak(gain), 1e-12)) - self.gated(ms)
+
+
 def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: int,
-               amount: float = 1.0, bus_name: str = BUS) -> tuple[list, list, list[str], dict]:
+               amount: float = 1.0, bus_name: str = BUS,
+               ref_plr_db: float | None = None) -> tuple[list, list, list[str], dict]:
     """``(buses, sends, notes, info)`` for ``settings`` (module doc; ``stems``: track name ->
-    audio); no buses when the reference reads dry, the stems are as wet already, or ``amount``
-    is 0.  ``info``: the calibration's readings (for benchmarks and tests)."""
+    audio; ``ref_plr_db``: the reference's PLR by its sample peak, the floor of the mix's,
+    None: no floor); no
+    buses when the reference reads dry, the stems are as wet already, or ``amount`` is 0.
+    ``info``: the calibration's readings (for benchmarks and tests)."""
     info: dict = {}
     if amount <= 0:
         return [], [], ["space 0: no reverb added"], info
@@ -273,8 +336,8 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
     # how wet the console's mix already is: its late share read at the reference's decay
     # rates (the same proxy as the reference's, so sustained notes bias both alike); a reverb
     # only adds late energy, so a mix as wet as the reference gets none
-    sd, member, hop_s, bands = _stft_bands(dry, sample_rate)
-    pd = np.einsum("bk,cfk->bf", member, (sd.real ** 2 + sd.imag ** 2))
+    sd, hop_s, bands = _band_spectra(dry, sample_rate)
+    pd = _power(sd)
     use = [bands.index(b[0]) for b in use]
 
     def wetness(power):
@@ -301,9 +364,8 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
     ret = ret[:, pre:]
 
     # band powers of D + g R for every candidate g, from one STFT of each
-    sr_ = _stft_bands(ret, sample_rate)[0]
-    pr = np.einsum("bk,cfk->bf", member, (sr_.real ** 2 + sr_.imag ** 2))
-    pc = np.einsum("bk,cfk->bf", member, (sd * sr_.conj()).real)
+    sr_ = _band_spectra(ret, sample_rate)[0]
+    pr, pc = _power(sr_), _cross(sd, sr_)
 
     def cost(level_db):
         """How far the mix at this send level reads from the reference (dB-like)."""
@@ -319,17 +381,30 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
                                                   / ref_rt[bands[i]]))
         return total / max(1, len(use))
 
+    # the PLR floor: a reverb makes the mix denser (loudness up, peaks barely), and the master
+    # can lower a PLR (limiter, compressor, its EQ) but never raise it, so the sends stop where
+    # the excerpt's PLR would fall under min(the dry mix's - PLR_TOLERANCE_DB, the
+    # reference's + PLR_MARGIN_DB): a dry mix denser than that keeps its PLR
+    levels = [float(v) for v in LEVELS_DB]
+    ok = lambda v: True   # noqa: E731
+    if ref_plr_db is not None:
+        plr = _PlrProbe(dry, ret, sample_rate)
+        floor = min(plr(0.0) - PLR_TOLERANCE_DB, float(ref_plr_db) + PLR_MARGIN_DB)
+        info["plr_floor_db"] = floor
+        ok = lambda v: plr(10 ** (v / 20)) >= floor   # noqa: E731  (not monotonic in g)
     dry_cost = cost(None)
-    coarse = {float(level): cost(float(level)) for level in LEVELS_DB[::8]}
+    coarse = {v: cost(v) for v in levels[::8] + [levels[-1]] if ok(v)}
+    if not coarse:
+        return [], [], ["space: any reverb would make the mix denser than the reference "
+                        "(PLR): no reverb added"], info
     top = min(coarse, key=coarse.get)
-    fine = {float(level): cost(float(level)) for level in LEVELS_DB
-            if abs(level - top) <= 2.0 and float(level) not in coarse}
+    fine = {v: cost(v) for v in levels if abs(v - top) <= 2.0 and v not in coarse and ok(v)}
     found = {**coarse, **fine}
     best = min(found, key=found.get)
     info.update(dry_cost=dry_cost, send_db=best, cost=found[best])
     if dry_cost <= found[best] + WET_MARGIN_DB:
-        return [], [], ["space: the stems already read as wet as the reference: no reverb "
-                        "added"], info
+        return [], [], ["space: the stems already read as wet as the reference (as far as "
+                        "the PLR lets a reverb go): no reverb added"], info
     shift = best + 10 * math.log10(amount)
     bus = {"name": bus_name, "processor": proc, "gain_db": 0.0}
     sends = [{"source": n, "bus": bus_name,

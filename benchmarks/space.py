@@ -129,23 +129,25 @@ def run_song(name: str, data: Path, seconds: float, steps: int) -> list[dict]:
 
 
 def speed(rounds: int = 3) -> dict:
-    """The fit's cost on 8 synthetic stems x 3 min, 44.1 kHz (a reverberant reference)."""
-    from automix.space import flat_settings, plan_space
+    """The fit's cost on 8 synthetic stems x 3 min, 44.1 kHz (a reverberant reference), with
+    the strips of benchmarks/speed_space.py (EQ, compressor, fader, pan: the calibration
+    renders them) and the reference's PLR (the send cap)."""
+    from automix.space import plan_space
+    from benchmarks.speed_space import NAMES, configurations
 
     sr, n = 44100, 180 * 44100
     rng = np.random.default_rng(0)
     env = np.repeat(rng.uniform(0, 1, n // 4410 + 1) > 0.4, 4410)[:n]
-    stems = [(rng.standard_normal((1 + i % 2, n)) * env * 0.1).astype(np.float32)
-             for i in range(8)]
+    stems = {name: (rng.standard_normal((1 + i % 2, n)) * env * 0.1).astype(np.float32)
+             for i, name in enumerate(NAMES)}
+    settings = configurations()["dry"]
     ref_amb = {"bands": ["low", "mid", "high"], "rt60_s": [1.8, 1.5, 0.9],
                "early_late_db": [2.0, 3.0, 4.0], "coherence": [0.6, 0.4, 0.3]}
     times = []
     for _ in range(rounds):
         t0 = time.process_time()
         w0 = time.time()
-        names = [f"s{i}" for i in range(8)]
-        plan_space(ref_amb, flat_settings(names, [0.0] * 8, [0.0] * 8, sr),
-                   dict(zip(names, stems)), sr)
+        plan_space(ref_amb, settings, stems, sr, ref_plr_db=12.0)
         times.append((time.time() - w0, time.process_time() - t0))
     return {"wall_s": min(t[0] for t in times), "cpu_s": min(t[1] for t in times)}
 

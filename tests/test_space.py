@@ -98,13 +98,18 @@ def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session):
     dry = run(session, "wet.wav", space=0.0)
     assert not dry.settings.get("buses")
     wet_el, dry_el = late_db(r.mix, 1.5), late_db(dry.mix, 1.5)
-    # wetter than without, and toward the reference's reading
-    assert wet_el < dry_el - 1.5, (wet_el, dry_el)
+    # wetter than without, and toward the reference's reading (as far as the PLR floor lets
+    # the sends go: here -2 dB, where +6 dB would match the early/late reading)
+    assert wet_el < dry_el - 0.75, (wet_el, dry_el)
     # the blind RT60 of the mix: the dry one reads its notes' decays, the spaced one the reverb's
     rt_wet, rt_dry = A.ambience(r.mix, SR)["rt60_s"][1], A.ambience(dry.mix, SR)["rt60_s"][1]
     assert abs(rt_wet / 1.5 - 1) < 0.2 and rt_dry < 0.5, (rt_wet, rt_dry)
     ref = sf.read(session[0] / "wet.wav", always_2d=True)[0].T
     assert abs(wet_el - late_db(ref, 1.5)) < abs(dry_el - late_db(ref, 1.5))
+    # the PLR floor: the master's PLR no further from the reference's than without space
+    plr = {k: v.analysis["master"]["plr_db"] for k, v in (("wet", r), ("dry", dry))}
+    ref_plr = r.analysis["reference"]["plr_db"]
+    assert abs(plr["wet"] - ref_plr) <= abs(plr["dry"] - ref_plr) + 0.1, (plr, ref_plr)
     # half the space: sends 3 dB lower
     half = run(session, "wet.wav", space=0.5)
     for s_full, s_half in zip(r.settings["sends"], half.settings["sends"]):
@@ -248,3 +253,19 @@ def test_calibration_renders_through_the_console():
     # a flat console (faders and pans only) would differ: the strips matter
     flat = render_excerpt(flat_settings(["x", "y"], [-3.0, 0.0], [-0.5, 0.3], SR), stems, 0, n, SR)
     assert np.max(np.abs(flat - want)) > 0.1 * np.max(np.abs(want))
+
+
+def test_plr_probe_matches_the_meter():
+    """The calibration's PLR of D + g R (block powers combined, peaks bounded per block) is the
+    loudness meter's on the summed signal, for every g."""
+    from automix.analysis import integrated_loudness
+    from automix.space import _PlrProbe
+
+    a, b = notes(12, 31), notes(12, 32)
+    dry = np.stack([a + b, 0.7 * a + b])
+    ret = wet(a + b, 1.5, seed=2)
+    probe = _PlrProbe(dry, ret, SR)
+    for g in (0.0, 0.2, 0.7, 1.5, 3.0):
+        x = dry + g * ret
+        want = 20 * math.log10(np.abs(x).max()) - integrated_loudness(x, SR)
+        assert probe(g) == pytest.approx(want, abs=1e-4), g
