@@ -1,7 +1,7 @@
 """Human-target benchmark (issue 17): how close automix gets to a *producer's* mix.
 
     .venv/bin/python benchmarks/human.py [--data /work/data/lmms] [--songs A B ..] [--seconds 30]
-        [--no-matchering] [--systems S ..] [--candidate CKPT] [--diagnose [--variants V ..]] [--live] [--append]
+        [--no-matchering] [--systems S ..] [--candidate CKPT] [--space S] [--diagnose [--variants V ..]] [--live] [--append]
         [--out benchmarks/results/human.json]
 
 Material: the producers' multitracks that ``automix-data lmms`` renders (LMMS demo projects,
@@ -245,7 +245,7 @@ def limiting_depth(scaled: np.ndarray, limited: np.ndarray, ceiling: float, sr: 
 # ------------------------------------------------------------------------------------- systems
 
 def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print,
-                systems=SYSTEMS, candidate: Path | None = None) -> dict:
+                systems=SYSTEMS, candidate: Path | None = None, space: float | None = None) -> dict:
     import automix
     from benchmarks.run import equal_loudness_sum, have_matchering
 
@@ -287,6 +287,8 @@ def run_systems(case: dict, sr: int, use_matchering: bool, steps: int, log=print
             rows[name] = {"error": "not run (--systems)"}
             continue
         t0 = time.perf_counter()
+        if space is not None:
+            kw = dict(kw, space=space)
         r = automix.mix(case["dir"] / "stems", case["dir"] / "reference.wav", **kw)
         fader, level = track_levels(r.settings, case, sr)
         rows[name] = {"mix": audio_metrics(r.mix, target, sr, t_an), "master": audio_metrics(r.master, target, sr, t_an),
@@ -449,6 +451,8 @@ def main(argv=None) -> int:
                     help="--diagnose: only the variants whose names contain one of these")
     ap.add_argument("--candidate", type=Path, default=None,
                     help="a checkpoint to run beside the shipped network (systems candidate, candidate+refine)")
+    ap.add_argument("--space", type=float, default=None,
+                    help="automix.mix(space=) for every automix system (docs/space.md; default: automix's)")
     ap.add_argument("--live", action="store_true", help="use the working tree's automix/, not HEAD's")
     ap.add_argument("--append", action="store_true", help="keep the rows of other songs already in --out")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "cache" / "human")
@@ -478,7 +482,7 @@ def main(argv=None) -> int:
         print(f"{song}: {len(case['names'])} stems, {case['seconds']:.1f} s parts, reference peaks at "
               f"{case['reference_peak_dbfs']:+.1f} dBFS, {case['reference_lufs']:.1f} LUFS", flush=True)
         systems, results = run_systems(case, sr, not a.no_matchering, a.steps, systems=systems,
-                                       candidate=a.candidate)
+                                       candidate=a.candidate, space=a.space)
         row = {"song": song, "stems": len(case["names"]), "seconds": case["seconds"],
                "reference_lufs": case["reference_lufs"], "reference_peak_dbfs": case["reference_peak_dbfs"],
                "solo_sum_residual_db": case["solo_sum_residual_db"], "systems": systems}
@@ -490,7 +494,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps({"rows": rows, "table": table(rows, systems), "automix_commit": SNAPSHOT},
+        a.out.write_text(json.dumps({"rows": rows, "table": table(rows, systems), "automix_commit": SNAPSHOT,
+                                     "space": a.space},
                                     indent=2, default=float))
     print(table(rows, systems))
     return 0
