@@ -481,11 +481,11 @@ def main(argv=None) -> int:
         case = make_case(a.data / song, a.work, a.seconds, sr)
         print(f"{song}: {len(case['names'])} stems, {case['seconds']:.1f} s parts, reference peaks at "
               f"{case['reference_peak_dbfs']:+.1f} dBFS, {case['reference_lufs']:.1f} LUFS", flush=True)
-        systems, results = run_systems(case, sr, not a.no_matchering, a.steps, systems=systems,
+        measured, results = run_systems(case, sr, not a.no_matchering, a.steps, systems=systems,
                                        candidate=a.candidate, space=a.space)
         row = {"song": song, "stems": len(case["names"]), "seconds": case["seconds"],
                "reference_lufs": case["reference_lufs"], "reference_peak_dbfs": case["reference_peak_dbfs"],
-               "solo_sum_residual_db": case["solo_sum_residual_db"], "systems": systems}
+               "solo_sum_residual_db": case["solo_sum_residual_db"], "systems": measured}
         if a.diagnose:
             row["diagnosis"] = diagnose(case, results["network+refine"], sr, a.steps, a.variants)
             for k, v in row["diagnosis"].items():
