@@ -88,15 +88,20 @@ def band_levels(audio: np.ndarray, sample_rate: int):
     window = scipy.signal.get_window("hann", n_fft).astype(np.float32)   # periodic
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     bands = band_edges(sample_rate)
-    member = np.stack([(freqs >= lo) & (freqs < hi) for _, lo, hi in bands]).astype(np.float32)
+    keep = [np.flatnonzero((freqs >= lo) & (freqs < hi)) for _, lo, hi in bands]
+    first = min(k[0] for k in keep) if bands else 0
+    last = max(k[-1] for k in keep) + 1 if bands else 1
     frames = (x.shape[1] - n_fft) // hop + 1
     p = np.zeros((len(bands), frames))
     chunk = 2048
     for c in range(x.shape[0]):
         view = np.lib.stride_tricks.sliding_window_view(x[c], n_fft)[::hop]
         for start in range(0, frames, chunk):
-            spec = scipy.fft.rfft(view[start:start + chunk] * window, axis=1)
-            p[:, start:start + chunk] += member @ (spec.real ** 2 + spec.imag ** 2).T
+            spec = scipy.fft.rfft(view[start:start + chunk] * window, axis=1)[:, first:last]
+            power = spec.real * spec.real + spec.imag * spec.imag
+            for b, k in enumerate(keep):   # each band's bins: a contiguous run
+                p[b, start:start + chunk] += power[:, k[0] - first:k[-1] + 1 - first].sum(
+                    axis=1, dtype=np.float64)
     levels = 10 * np.log10(np.maximum(p, 1e-30))
     return levels, p, hop / sample_rate, [b[0] for b in bands]
 

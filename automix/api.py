@@ -541,6 +541,9 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
 
     say("mastering")
     mix_features, mix_spectra = measure_mix(mix_audio, sr)
+    # the mix's ambience beside the reference's (the report's decay per band), in the background
+    mix_ambience = None if ref_features.get("ambience") is None else \
+        background.submit(_ambience_of, mix_audio, sr)
     settings["master"], goal, master_final = master_stage(
         mix_audio, sr, ref_features, mix_features, target_lufs, ceiling, amounts, device,
         predicted=master_start, refine_steps=refine_steps, spectra=mix_spectra)
@@ -555,6 +558,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     _analyze_all(settings, ref_features, None, master_final, sr, goal, ceiling,
                  "reference" if target_lufs is None else "target_lufs")
     settings["analysis"]["mix"] = mix_features
+    if mix_ambience is not None:
+        mix_features["ambience"] = mix_ambience.result()
     return Result(settings, master_final, mix_audio, sr, notes + _master_notes(settings),
                   stems=printed, timeline=timeline, stem_checks=stem_checks)
 
@@ -641,6 +646,11 @@ def _add_space(settings: dict, st: _Stems, ref_features: dict, sr: int, space: f
         settings["sends"] = settings.get("sends", []) + sends
         settings.update(validate(settings, "automix", tidy=True))  # the fields' defaults
     return notes
+
+
+def _ambience_of(audio: np.ndarray, sr: int) -> dict:
+    from .ambience import ambience
+    return ambience(audio, sr)
 
 
 def _sample_plr(features: dict) -> float | None:

@@ -33,11 +33,18 @@ def write_report(path, settings: dict, timeline: dict | None = None) -> Path:
     ``master_st``; ``sample_rate``; ``lead``) adds a row: short-term loudness over time with the
     sections and the lead's lane."""
     analysis = settings["analysis"]
-    if timeline:
-        fig = Figure(figsize=(13, 14.5))
-        grid = fig.add_gridspec(3, 2, height_ratios=[1, 1.75, 1.0])
+    decay = decay_rows(settings)
+    if timeline or decay:
+        heights = [1, 1.75 if timeline else 1.3] + ([1.0] if timeline else []) \
+            + ([0.8] if decay else [])
+        fig = Figure(figsize=(13, 9.5 + (5.0 if timeline else 0) + (3.6 if decay else 0)))
+        grid = fig.add_gridspec(len(heights), 2, height_ratios=heights)
         axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(2)] for r in range(2)])
-        _plot_time(fig.add_subplot(grid[2, :]), settings, timeline)
+        if timeline:
+            _plot_time(fig.add_subplot(grid[2, :]), settings, timeline)
+        if decay:
+            plot_decay(fig.add_subplot(grid[len(heights) - 1, 0]),
+                       fig.add_subplot(grid[len(heights) - 1, 1]), decay)
     else:
         fig = Figure(figsize=(13, 9.5))
         axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1, 1.3]})
@@ -70,9 +77,9 @@ def write_report(path, settings: dict, timeline: dict | None = None) -> Path:
     ax.text(0, 1, _settings_text(settings), va="top", family="monospace", fontsize=8.5,
             transform=ax.transAxes)
     # fixed margins (tight_layout would measure every text: a third of the drawing time)
-    if timeline:
+    if timeline or decay:
         fig.subplots_adjust(left=0.06, right=0.95, top=0.97, bottom=0.04, wspace=0.16,
-                            hspace=0.25)
+                            hspace=0.3)
     else:
         fig.subplots_adjust(left=0.06, right=0.985, top=0.96, bottom=0.01, wspace=0.16,
                             hspace=0.22)
@@ -173,3 +180,50 @@ def _space_lines(settings: dict) -> list[str]:
                        f"{p['rt60_high_s']:.2f} s, width {p['width']:.2f}, {len(levels)} sends"
                        + (f" {min(levels):+.1f}..{max(levels):+.1f} dB" if levels else ""))
     return out
+
+
+def decay_rows(settings: dict) -> dict | None:
+    """The reference's and the mix's ambience per band (automix.ambience, measured when the
+    job set the space) and each reverb bus's RT60 per band, or None when the reference's is
+    not in the analysis: ``{"bands", "centres_hz", "rt60": {name: [s or None]},
+    "early_late": {name: [dB or None]}}``."""
+    a = settings.get("analysis", {})
+    ref = (a.get("reference") or {}).get("ambience")
+    if not ref:
+        return None
+    out = {"bands": ref["bands"],
+           "centres_hz": [float(np.sqrt(lo * hi)) for lo, hi in ref["bands_hz"]],
+           "rt60": {"reference": ref["rt60_s"]}, "early_late": {"reference": ref["early_late_db"]}}
+    mix = (a.get("mix") or {}).get("ambience")
+    if mix and mix["bands"] == ref["bands"]:
+        out["rt60"]["mix"] = mix["rt60_s"]
+        out["early_late"]["mix"] = mix["early_late_db"]
+    for bus in settings.get("buses", []):
+        p = bus["processor"]
+        if p.get("type") == "reverb":
+            out["rt60"][f"reverb '{bus['name']}'"] = [p.get(f"rt60_{b}_s") for b in ref["bands"]]
+    return out
+
+
+def plot_decay(ax_rt, ax_el, decay: dict) -> None:
+    """Decay per band: blind RT60 (reference, mix, and the reverb buses as set) and the
+    early/late proxy (lower = wetter); a band with no reading is left out."""
+    styles = {"reference": dict(color="black", marker="o", lw=1.4),
+              "mix": dict(color="tab:blue", marker="s", lw=1.4)}
+    x = decay["centres_hz"]
+    for ax, key, title, unit in ((ax_rt, "rt60", "decay per band (blind RT60)", "s"),
+                                 (ax_el, "early_late", "early/late per band (lower = wetter)",
+                                  "dB")):
+        for name, values in decay[key].items():
+            pts = [(f, v) for f, v in zip(x, values) if v is not None]
+            style = styles.get(name, dict(color="tab:green", marker="x", ls="--", lw=1.0))
+            if pts:
+                ax.semilogx(*zip(*pts), label=name, **style)
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{b}\n{f:.0f} Hz" for b, f in zip(decay["bands"], x)])
+        ax.minorticks_off()
+        ax.set_xlim(x[0] / 1.6, x[-1] * 1.6)
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)

@@ -124,6 +124,20 @@ def _stereo_plot(stereo: dict) -> str | None:
     return _png(fig)
 
 
+def _decay_plot(settings: dict) -> str | None:
+    """Decay per band, as report.png draws it (the reference's, the mix's, the reverbs')."""
+    from .report import decay_rows, plot_decay
+
+    decay = decay_rows(settings)
+    if decay is None:
+        return None
+    fig = Figure(figsize=(11, 3.2))
+    axes = fig.subplots(1, 2)
+    plot_decay(axes[0], axes[1], decay)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.88, wspace=0.2)
+    return _png(fig)
+
+
 def _checks_table(checks: dict) -> str:
     rows = []
     for c in checks["checks"]:
@@ -203,6 +217,9 @@ def write_html(path, settings: dict, checks: dict, players: dict, loudness_curve
     if img:
         parts.append(f"<h2>Loudness over time</h2><p class=curves>"
                      f"{html.escape(', '.join(loudness_curves))}</p><img src='{img}'>")
+    img = _decay_plot(settings)
+    if img:
+        parts.append(f"<h2>Ambience (decay per band)</h2><img src='{img}'>")
     img = _stereo_plot(checks.get("measurements", {}).get("stereo"))
     if img:
         parts.append(f"<h2>Stereo field</h2><img src='{img}'>")

@@ -16,7 +16,8 @@ from automix.analysis import true_peak_linear
 from automix.errors import AutomixError
 from automix.options import check_space
 from automix.render import render_settings
-from automix.report import _space_lines
+from automix.report import _space_lines, decay_rows, write_report
+from automix.report_html import write_html
 from automix.space import flat_settings, plan_space
 
 SR = 22050
@@ -86,7 +87,7 @@ def test_dry_reference_gives_no_buses(session):
     assert any("reads dry" in n or "already read as wet" in n for n in r.notes), r.notes
 
 
-def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session):
+def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session, tmp_path):
     r = run(session, "wet.wav")
     (bus,) = r.settings["buses"]
     proc = bus["processor"]
@@ -102,7 +103,8 @@ def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session):
     # the sends go: here -2 dB, where +6 dB would match the early/late reading)
     assert wet_el < dry_el - 0.75, (wet_el, dry_el)
     # the blind RT60 of the mix: the dry one reads its notes' decays, the spaced one the reverb's
-    rt_wet, rt_dry = A.ambience(r.mix, SR)["rt60_s"][1], A.ambience(dry.mix, SR)["rt60_s"][1]
+    rt_wet_all = A.ambience(r.mix, SR)["rt60_s"]
+    rt_wet, rt_dry = rt_wet_all[1], A.ambience(dry.mix, SR)["rt60_s"][1]
     assert abs(rt_wet / 1.5 - 1) < 0.2 and rt_dry < 0.5, (rt_wet, rt_dry)
     ref = sf.read(session[0] / "wet.wav", always_2d=True)[0].T
     assert abs(wet_el - late_db(ref, 1.5)) < abs(dry_el - late_db(ref, 1.5))
@@ -118,6 +120,17 @@ def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session):
     # the report's settings panel names the reference's decay and the reverb's
     lines = _space_lines(r.settings)
     assert lines[0].startswith("reference RT60") and "reverb 'space'" in lines[1], lines
+    # the report's decay per band: the reference's and the mix's readings, the reverb as set
+    decay = decay_rows(r.settings)
+    assert decay["rt60"]["reference"] == ref_amb["rt60_s"]
+    assert decay["rt60"]["mix"] == r.analysis["mix"]["ambience"]["rt60_s"]
+    assert decay["rt60"]["mix"] == pytest.approx(rt_wet_all, rel=0.05)  # (mix.wav is trimmed)
+    assert decay["rt60"]["reverb 'space'"] == [proc[f"rt60_{b}_s"] for b in ("low", "mid", "high")]
+    assert decay_rows(dry.settings) is None   # space 0: no ambience measured, no plot
+    png = write_report(tmp_path / "report.png", r.settings)
+    assert png.stat().st_size > 10000
+    assert "Ambience (decay per band)" in write_html(tmp_path / "r.html", r.settings,
+                                                     {"status": "pass", "checks": []}, {}).read_text()
     # automix render reproduces it bit for bit
     mix, master = render_settings(automix.settings.validate(r.settings, "t"), session[1])
     assert np.array_equal(mix, r.mix) and np.array_equal(master, r.master)
