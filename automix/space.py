@@ -28,7 +28,11 @@ track strips, lanes and groups, as they will render).  Output: settings.json ``b
    dB, and it gets none when that is under -10 dB (it is about as wet as the reference
    already).  Stems named bass/sub/kick get no send (the low end stays dry, as engineers keep
    it).
-5. **Send level, by measurement**: the console's mix bus ``D`` of the excerpt and the reverb's
+5. **Already as wet?**  A reverb only adds late energy: when ``D`` (the console's mix bus of the
+   excerpt) reads its own decay (mid RT60 >= :data:`MIN_RT60_S`) and its early/late proxy at
+   the *reference's* RT60 per band is within :data:`WET_MARGIN_DB` of the reference's (or
+   wetter), no bus.  (Both: the proxy alone counts sustained dry notes as late energy.)
+6. **Send level, by measurement**: the console's mix bus ``D`` of the excerpt and the reverb's
    return ``R`` of the post-fader sends at 0 dB (each track's strip output at its offset;
    the render executor's reverb) are rendered once.  The mix at common send level ``g`` is
    ``D + g R``; its band powers per STFT frame are ``|D|^2 + g^2 |R|^2 + 2 g Re(D R*)`` summed
@@ -40,7 +44,11 @@ track strips, lanes and groups, as they will render).  Output: settings.json ``b
    Levels -40..+6 dB every 4 dB, then 0.5 dB steps within 2 dB of the best.  When the dry mix
    costs no more than the best level plus :data:`WET_MARGIN_DB`, the stems already read as wet
    as the reference: no bus.
-6. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
+7. **PLR floor**: a reverb makes the mix denser (loudness up, peaks barely) and the master can
+   lower a PLR but never raise it, so only levels whose excerpt PLR (sample peak - BS.1770
+   integrated loudness of ``D + g R``, exact for any ``g``: :class:`_PlrProbe`) stays at or
+   above ``min(PLR(D) - PLR_TOLERANCE_DB, reference's + PLR_MARGIN_DB)`` are candidates.
+8. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
    energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
    energy); 0 gives no bus.
 
