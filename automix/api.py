@@ -28,7 +28,7 @@ from .mastering import (PROBE_MIN_S, PROBE_PART_S, PROBE_PARTS,  # noqa: F401 (t
                         master_stage, measure_mix, probe_excerpts)
 from .match import Spectra, Target, fit_mix
 from .params import TRACK_SPECS, defaults
-from .render import BLOCK, TrackStrip, open_sources, render_graph
+from .render import BLOCK, TrackStrip, bus_tail_samples, open_sources, render_graph
 from .start import CENTRE_NAMES, heuristic_compressor, heuristic_start, starting_point  # noqa: F401
 from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
                        master_from_params, rounded, tidy_track, track_from_params,
@@ -516,7 +516,8 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     if not static:  # sections, the lead rider, section contrast, de-esser (automix.timeline)
         say("following the song's sections")
         settings, time_notes, lead_name = _plan_time(settings, st, sr, lead, lead_margin,
-                                                     amounts.dynamics)
+                                                     amounts.dynamics,
+                                                     ref_features.get("loudness_range_lu"))
         notes += time_notes
         # the report measures it in the background (0.4 s of CPU for 3 min)
         timeline = {"lead": lead_name,
@@ -660,9 +661,11 @@ def _sample_plr(features: dict) -> float | None:
     return float(features["sample_peak_dbfs"] - features["integrated_lufs"])
 
 
-def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics: float):
+def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics: float,
+               ref_lra: float | None = None):
     """:func:`automix.timeline.plan` on the static mix ``settings`` (faders set): the settings
-    with lanes, sections and the lead's de-esser (validated, tidy), and the notes."""
+    with lanes, sections and the lead's de-esser (validated, tidy), and the notes.
+    ``ref_lra``: the reference's loudness range, as its analysis measured it."""
     from .sections import to_settings
     from .timeline import plan
 
@@ -672,7 +675,8 @@ def _plan_time(settings: dict, st: _Stems, sr: int, lead, lead_margin, dynamics:
     groups = {g["name"]: list(g["members"]) for g in settings.get("groups", [])} or None
     tp = plan(stems, settings, lead=lead, lead_margin_db=lead_margin,
               reference=None if st.reference is None else to_stereo(st.reference),
-              dynamics_amount=dynamics, groups=groups, keep_lead_level=lead_margin is None)
+              dynamics_amount=dynamics, groups=groups, keep_lead_level=lead_margin is None,
+              reference_lra_lu=ref_lra)
     out = dict(tp.settings, sections=to_settings(tp.sections))
     for t in out["tracks"]:
         if t["name"] in tp.deesser:
@@ -703,7 +707,8 @@ def _render_mix(settings: dict, sources: list[BlockReader], printed: dict | None
                 ) -> np.ndarray:
     """The mix bus of the whole console graph (``printed``: filled with the printed stems)."""
     try:
-        length = max(s.frames for s in sources)
+        # the send buses' tails run on after the last stem ends (automix render does the same)
+        length = max(s.frames for s in sources) + bus_tail_samples(settings)
         return render_graph(settings, sources, length, stems_out=printed)
     finally:
         for s in sources:

@@ -9,7 +9,10 @@ pads, with sections), float32 at the project rate, as the mix stage holds them. 
 timed ``--repeats`` times after one warm-up call (numba and librosa compile once per install,
 not per job): the fastest and median wall time and the median CPU time (all threads) are
 printed, with the machine's load (a shared machine slows the wall times), and the whole
-:func:`automix.timeline.plan` (what the mix stage would add).
+:func:`automix.timeline.plan` (what the mix stage adds; "job": with the reference's loudness
+range given, as the job passes it from the reference's analysis), side by side with the one
+console render of the static mix that every job makes (the ratio is what a loaded machine
+changes least).
 """
 from __future__ import annotations
 
@@ -42,6 +45,20 @@ def stems_of(seconds: float, sr: int) -> dict:
         x[:, : int((i + 1) * seconds / 8 * sr)] = 0
         out[f"pad{i}"] = x
     return out
+
+
+class _Source:
+    """A stem as the console's block renderer reads it."""
+
+    def __init__(self, audio):
+        self.audio, self.channels, self.frames, self.pos = audio, audio.shape[0], audio.shape[1], 0
+
+    def read(self, k):
+        out = np.zeros((self.channels, k))
+        got = self.audio[:, self.pos:self.pos + k]
+        out[:, :got.shape[1]] = got
+        self.pos += k
+        return out
 
 
 def timed(fn, repeats: int) -> tuple[float, float, float]:
@@ -77,6 +94,9 @@ def main() -> None:
     found = sections.find_sections(stems, sr)
     edges = [0.0, *found.boundaries_s, n / sr]
     rest = sum(v for k, v in stems.items() if k != "Lead Vocal")
+    from automix.analysis import loudness_range, short_term_loudness
+    from automix.console.blocks import render_graph
+    ref_lra = loudness_range(short_term_loudness(reference, sr))
     rows = {
         "sections (stems)": lambda: sections.find_sections(stems, sr),
         "sections (reference mix)": lambda: sections.find_sections_in_mix(reference, sr,
@@ -85,14 +105,24 @@ def main() -> None:
         "rider": lambda: lead.rider_lane(stems["Lead Vocal"], rest, sr, edges, 1.0),
         "de-esser analysis": lambda: (deesser.sibilance_db(reference, sr),
                                       deesser.deesser_for(stems["Lead Vocal"], sr, -30.0, True)),
-        "timeline.plan (all)": lambda: timeline.plan(stems, settings, reference=reference),
+        "timeline.plan (all)": lambda: timeline.plan(stems, settings, reference=reference,
+                                                     keep_lead_level=True),
+        "timeline.plan (job: ref LRA known)": lambda: timeline.plan(
+            stems, settings, reference=reference, keep_lead_level=True, reference_lra_lu=ref_lra),
+        "mix render (console, static)": lambda: render_graph(
+            settings, [_Source(stems[t["name"]]) for t in settings["tracks"]], n),
     }
     print(f"{len(stems)} stems x {a.seconds:g} s at {sr} Hz, {a.repeats} runs after a warm-up; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  {'':28s} {'min s':>7s} {'median s':>9s} {'cpu s':>7s}")
+    print(f"  {'':34s} {'min s':>7s} {'median s':>9s} {'cpu s':>7s}")
+    got = {}
     for name, fn in rows.items():
         lo, med, cpu = timed(fn, a.repeats)
-        print(f"  {name:28s} {lo:7.3f} {med:9.3f} {cpu:7.3f}")
+        got[name] = (lo, med, cpu)
+        print(f"  {name:34s} {lo:7.3f} {med:9.3f} {cpu:7.3f}", flush=True)
+    # side by side: the plan against the one mix render every job does (same machine, same run)
+    plan, render = got["timeline.plan (job: ref LRA known)"], got["mix render (console, static)"]
+    print(f"  plan / mix render: wall (min) {plan[0] / render[0]:.2f}, cpu {plan[2] / render[2]:.2f}")
     print(f"  sections found: {[round(b, 2) for b in found.boundaries_s]}")
 
 
