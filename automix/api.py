@@ -28,7 +28,7 @@ from .mastering import (PROBE_MIN_S, PROBE_PART_S, PROBE_PARTS,  # noqa: F401 (t
                         master_stage, measure_mix, probe_excerpts)
 from .match import Spectra, Target, fit_mix
 from .params import TRACK_SPECS, defaults
-from .render import BLOCK, TrackStrip, open_sources, render_graph
+from .render import BLOCK, TrackStrip, bus_tail_samples, open_sources, render_graph
 from .start import CENTRE_NAMES, heuristic_compressor, heuristic_start, starting_point  # noqa: F401
 from .settings import (FORMAT, MASTER_DEFAULTS, VERSION, compressor_from_params,
                        master_from_params, rounded, tidy_track, track_from_params,
@@ -707,7 +707,8 @@ def _render_mix(settings: dict, sources: list[BlockReader], printed: dict | None
                 ) -> np.ndarray:
     """The mix bus of the whole console graph (``printed``: filled with the printed stems)."""
     try:
-        length = max(s.frames for s in sources)
+        # the send buses' tails run on after the last stem ends (automix render does the same)
+        length = max(s.frames for s in sources) + bus_tail_samples(settings)
         return render_graph(settings, sources, length, stems_out=printed)
     finally:
         for s in sources:

@@ -18,6 +18,7 @@ so ``automix render`` of a written settings file reproduces its master bit for b
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -40,6 +41,36 @@ def apply_limiter(x: np.ndarray, lim: dict, sample_rate: int) -> np.ndarray:
     y = np.array(x, dtype=np.float64, order="C")
     apply_limiter_inplace(y, lim, sample_rate)
     return y
+
+
+TAIL_MAX_S = 10.0   # a send bus's tail kept after the last stem ends, at most
+TAIL_DB = -60.0     # an echo's tail: until its repeats have fallen this far
+
+
+def bus_tail_samples(settings: dict) -> int:
+    """Samples the mix runs on after the longest stem ends, so the send buses' tails are not
+    cut at the song's end: the longest over the buses of the reverb's impulse response
+    (pre-delay + ``1.4 x`` its longest RT60, where its envelope stops), the echo's repeats
+    down to :data:`TAIL_DB` (``time x log(10^(TAIL_DB/20)) / log(feedback)``), a plain delay's
+    time; at most :data:`TAIL_MAX_S`.  0 without buses (a flat console renders as before)."""
+    from .dsp.reverb import TAIL_RT60S
+
+    sr = settings["sample_rate"]
+    tail = 0.0
+    for bus in settings.get("buses", []):
+        p = bus["processor"]
+        kind = p.get("type")
+        if kind == "reverb":
+            t = p["predelay_ms"] / 1000 + TAIL_RT60S * max(p[f"rt60_{b}_s"]
+                                                           for b in ("low", "mid", "high"))
+        elif kind == "echo":
+            fb = float(p["feedback"])
+            repeats = 1 if fb <= 0 else math.ceil(TAIL_DB / 20 * math.log(10) / math.log(fb))
+            t = p["time_ms"] / 1000 * max(1, repeats)
+        else:
+            t = p.get("time_ms", 0.0) / 1000
+        tail = max(tail, t)
+    return int(math.ceil(min(tail, TAIL_MAX_S) * sr))
 
 
 def render_mix(sources: Sequence[BlockReader], tracks: list[dict], sample_rate: int,
@@ -101,7 +132,7 @@ def render_settings(settings: dict, stems_dir, progress=None, source: str = "set
     sr = settings["sample_rate"]
     sources = open_sources(settings, stems_dir, source=source, confine=True)
     try:
-        length = max(s.frames for s in sources)
+        length = max(s.frames for s in sources) + bus_tail_samples(settings)
         check_sections_inside(settings, length / sr, source)  # informational, but must fit
         mix = render_graph(settings, sources, length, progress=progress, stems_out=stems_out)
     finally:
