@@ -20,8 +20,9 @@ per section, so on the lead they add section by section into one lane.  ``static
 The contrast lane follows the reference's loudness range (LRA), given as ``reference_lra_lu``
 or measured on ``reference``.
 
-The de-esser rule (:func:`automix.dsp.deesser.deesser_for`) is evaluated on the lead when it is
-vocal-like, against the reference's sibilance; its settings are returned in
+The de-esser rule (:func:`automix.dsp.deesser.deesser_for`) is evaluated on every stem whose name
+says voice (:func:`automix.lead.is_vocal_name`: lead or backing), against the reference's
+sibilance; its settings are returned in
 ``TimePlan.deesser`` (the job puts them in ``tracks[].deesser``, a strip processor of the
 console graph).
 """
@@ -154,16 +155,20 @@ def plan(stems: dict, settings: dict, *, lead: str | None = None,
                     else f"a {margin:+.1f} dB margin")
             out.notes.append(f"lead: {choice.name} ({choice.reason}); rider {lo:+.1f}..{hi:+.1f} "
                              f"dB for {goal}" + (" (held at +-6 dB)" if ride.clipped else ""))
-        if reference is not None and lead_mod.is_vocal_name(choice.name):
-            ref_sib = deesser.sibilance_db(reference, sr)
-            params = deesser.deesser_for(stems[choice.name], sr, ref_sib, vocal_like=True)
-            if params:
-                out.deesser[choice.name] = params
-                out.notes.append(f"de-esser on {choice.name}: threshold "
-                                 f"{params['threshold_db']:.1f} dB (sibilance above the "
-                                 f"reference's)")
     else:
         out.notes.append(f"no lead rider: {choice.reason}")
+    # the de-esser rule on every voice (by name: lead or backing), whether ridden or not
+    vocals = [name for name in tracks if not tracks[name].get("mute")
+              and lead_mod.is_vocal_name(name)]
+    if reference is not None and vocals:
+        ref_sib = deesser.sibilance_db(reference, sr)
+        for name in vocals:
+            params = deesser.deesser_for(stems[name], sr, ref_sib, vocal_like=True)
+            if params:
+                out.deesser[name] = params
+                out.notes.append(f"de-esser on {name}: threshold {params['threshold_db']:.1f} "
+                                 f"dB (its sibilance is above the reference's "
+                                 f"{ref_sib:.1f} dB)")
     if (reference is not None or reference_lra_lu is not None) and dynamics_amount > 0:
         if reference_lra_lu is None:
             reference_lra_lu = analysis.loudness_range(

@@ -119,3 +119,41 @@ def test_contrast_follows_a_reference_with_more_spread(song):
     # a reference whose loudness range is the mix's: no lane
     same = timeline.plan(stems, settings, lead="none", reference_lra_lu=p.contrast.lra_mix)
     assert same.contrast is not None and same.contrast.lane["points"] == []
+
+
+def test_deesser_fires_on_a_sibilant_voice_against_a_dull_reference_only():
+    """The plan's de-esser rule: a voice with 60 ms bursts of 5-10 kHz noise (an "s" every
+    0.5 s) over a dull reference (nothing above 3 kHz) gets a de-esser; against a bright
+    reference (white noise: 4-10 kHz over 0.3-4 kHz is +2.1 dB) it does not; a stem with the
+    same audio whose name does not say voice never does; ``--static`` sets none."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(7)
+    seconds = 12
+    n = seconds * SR
+    t = np.arange(n) / SR
+    tone = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 10)) * 0.1
+    hiss = sosfilt(butter(6, [5000, 10000], "bandpass", fs=SR, output="sos"),
+                   rng.standard_normal(n)) * 0.05
+    voice = tone + hiss * ((t % 0.5) < 0.06)
+    keys = arrangement({"keys": [(0, seconds)]}, seconds)["keys"]
+    dull = sosfilt(butter(8, 3000, fs=SR, output="sos"), rng.standard_normal((2, n)), axis=1)
+    bright = rng.standard_normal((2, n)) * 0.1
+    from automix.dsp.deesser import sibilance_db
+    assert sibilance_db(voice, SR) > sibilance_db(dull, SR) + 10
+    assert sibilance_db(voice, SR) < sibilance_db(bright, SR) - 3
+
+    def plan(name, ref, **kw):
+        stems = {"keys": keys, name: np.stack([voice, voice])}
+        s = validate({"format": "automix.settings", "version": 2, "sample_rate": SR,
+                      "tracks": [{"name": k, "file": f"{k}.wav"} for k in stems], "master": {}})
+        return timeline.plan(stems, s, reference=ref, keep_lead_level=True, **kw)
+
+    fired = plan("Lead Vox", dull)
+    assert set(fired.deesser) == {"Lead Vox"}
+    assert -90 < fired.deesser["Lead Vox"]["threshold_db"] < 0
+    assert any(nt.startswith("de-esser on Lead Vox") for nt in fired.notes)
+    assert plan("backing vocals", dull, lead="none").deesser.keys() == {"backing vocals"}
+    assert plan("Lead Vox", bright).deesser == {}
+    assert plan("synth lead", dull).deesser == {}
+    assert plan("Lead Vox", dull, static=True).deesser == {}
