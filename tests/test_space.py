@@ -320,3 +320,23 @@ def test_reverb_tail_runs_past_the_last_stem(tmp_path):
     assert bus_tail_samples(with_echo) == math.ceil(0.25 * 10 * SR)   # 0.5^10 = -60.2 dB
     loud = dict(spaced, buses=[{"name": "v", "processor": dict(echo, feedback=0.99)}])
     assert bus_tail_samples(loud) == 10 * SR
+
+
+def test_width_for_matches_the_closed_form():
+    """A return alone (no dry mix) of width w has L/R coherence (1 - w^2) / (1 + w^2) when its
+    mid and side parts are independent and equally loud: the fitted width for a target
+    coherence c is sqrt((1 - c) / (1 + c)), to the grid's 0.05."""
+    from automix.space import _width_for
+
+    rng = np.random.default_rng(3)
+    m, s = rng.standard_normal((2, 20 * SR))
+    dry = np.zeros((2, m.size))
+    for c in (0.1, 0.4, 0.8):
+        assert _width_for(c, dry, m, s, 1.0, SR) == pytest.approx(math.sqrt((1 - c) / (1 + c)),
+                                                                  abs=0.03), c
+    # a mono dry mix and a mono target: the return must be mono (width 0), while a less
+    # coherent target asks for a wider return the quieter it is
+    d = rng.standard_normal(m.size)
+    assert _width_for(1.0, np.stack([d, d]), m, s, 0.5, SR) == 0.0
+    assert _width_for(0.9, np.stack([d, d]), m, s, 0.5, SR) > \
+        _width_for(0.9, np.stack([d, d]), m, s, 1.0, SR)
