@@ -62,7 +62,8 @@ class _Source:
 
 
 def timed(fn, repeats: int) -> tuple[float, float, float]:
-    """(min, median) wall seconds and median CPU seconds of ``fn`` after one warm-up call."""
+    """(min, median) wall seconds and (median, min) CPU seconds of ``fn`` after one warm-up
+    call."""
     fn()
     wall, cpu = [], []
     for _ in range(repeats):
@@ -70,7 +71,7 @@ def timed(fn, repeats: int) -> tuple[float, float, float]:
         fn()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return min(wall), statistics.median(wall), statistics.median(cpu)
+    return min(wall), statistics.median(wall), statistics.median(cpu), min(cpu)
 
 
 def main() -> None:
@@ -114,12 +115,12 @@ def main() -> None:
     }
     print(f"{len(stems)} stems x {a.seconds:g} s at {sr} Hz, {a.repeats} runs after a warm-up; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"  {'':34s} {'min s':>7s} {'median s':>9s} {'cpu s':>7s}")
+    print(f"  {'':34s} {'min s':>7s} {'median s':>9s} {'cpu s':>7s} {'min cpu':>9s}")
     got = {}
     for name, fn in rows.items():
-        lo, med, cpu = timed(fn, a.repeats)
+        lo, med, cpu, cpu_lo = timed(fn, a.repeats)
         got[name] = (lo, med, cpu)
-        print(f"  {name:34s} {lo:7.3f} {med:9.3f} {cpu:7.3f}", flush=True)
+        print(f"  {name:34s} {lo:7.3f} {med:9.3f} {cpu:7.3f} {cpu_lo:9.3f}", flush=True)
     # side by side: the plan against the one mix render every job does (same machine, same run)
     plan, render = got["timeline.plan (job: ref LRA known)"], got["mix render (console, static)"]
     print(f"  plan / mix render: wall (min) {plan[0] / render[0]:.2f}, cpu {plan[2] / render[2]:.2f}")
