@@ -298,13 +298,19 @@ def _width_for(ref_coh: float, dry: np.ndarray, m_ret: np.ndarray, s_ret: np.nda
         view = np.lib.stride_tricks.sliding_window_view(x.astype(np.float32), n_fft)[::hop]
         return scipy.fft.rfft(view * window.astype(np.float32), axis=-1)[:, k[0]:k[-1] + 1]
 
-    dl, dr, m, s = spec(dry[0]), spec(dry[1]), spec(m_ret), spec(s_ret)
-    a, c, b = dl + gain * m, dr + gain * m, gain * s
+    m = spec(m_ret)
+    a, c, b = spec(dry[0]) + gain * m, spec(dry[1]) + gain * m, gain * spec(s_ret)
+    # Welch averages per bin; with L = a + w b, R = c - w b:
+    # S_LL = aa + 2 w Re(ab) + w^2 bb, S_RR = cc - 2 w Re(cb) + w^2 bb,
+    # S_LR = E[L R*] = ac - w ab + w bc - w^2 bb   (xy = E[x y*])
+    mean = lambda x, y: (x * y.conj()).mean(axis=0)   # noqa: E731
+    aa, cc, bb = (mean(x, x).real for x in (a, c, b))
+    ab, cb, ac = mean(a, b), mean(c, b), mean(a, c)
     best, width = None, 1.0
     for w in WIDTHS:
-        left, right = a + w * b, c - w * b
-        sxy = np.abs((left * right.conj()).mean(axis=0)).sum()
-        den = np.sqrt((np.abs(left) ** 2).mean(axis=0) * (np.abs(right) ** 2).mean(axis=0)).sum()
+        sxy = np.abs(ac - w * ab + w * cb.conj() - w * w * bb).sum()
+        den = np.sqrt(np.maximum(aa + 2 * w * ab.real + w * w * bb, 0)
+                      * np.maximum(cc - 2 * w * cb.real + w * w * bb, 0)).sum()
         if den <= 0:
             continue
         miss = abs(sxy / den - ref_coh)
@@ -448,7 +454,7 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
     width = proc["width"]
     ref_coh = dict(zip(ref_amb["bands"], ref_amb["coherence"])).get("mid")
     if ref_coh is not None and ref_coh < MONO_COHERENCE:
-        first = {v: cost(v, width) for v in levels[::8] + [levels[-1]]}
+        first = {v: cost(v, width) for v in levels[::16] + [levels[-1]]}   # every 8 dB
         g0 = 10 ** (min(first, key=first.get) / 20)
         width = _width_for(ref_coh, dry, m_ret, s_ret, g0, sample_rate)
         proc = dict(proc, width=width)
