@@ -127,19 +127,48 @@ def available(codec: str) -> bool:
 
 
 CHUNK_S = 30.0     # long masters are coded in pieces of this length, in parallel ...
-OVERLAP_S = 1.0    # ... each with this much of its neighbours before and after (encoder start-up
-                   # and flush transients fall there, outside the part that is measured)
+OVERLAP_S = 3.0    # ... each with at least this much of its neighbours before and after, and
+                   # starting on the codec's frame grid (:func:`frame_align`): after a run-in
+                   # the piece's decoded samples are the whole file's, bit for bit (MP3 needs
+                   # up to ~2 s: at 1.5 s one block of a test master read 0.14 dB off)
 
 
-def _pieces(n: int, sr: int) -> list[tuple[int, int, int, int]]:
-    """(start, stop) of each piece to encode and (start, stop) of the part measured in it."""
+def frame_align(codec: str, sample_rate: int) -> int:
+    """The step (samples of the master) on which a piece must start for its encoder to fall
+    into the whole file's state after a short run-in, so that its decoded samples become the
+    whole file's exactly (measured: MP3 after <= 1 s, Vorbis after 0.25 s; tests/test_codec_safe.py).
+
+    * MP3 (LAME, CBR): frames of 1152 samples (576 under 32 kHz), and a frame's size in bytes
+      alternates between two values by a running remainder from the file's start (the padding
+      slot): at 128 kbps and 44.1 kHz the pattern repeats every 49 frames, 56448 samples;
+    * Vorbis: long blocks of 2048 samples, overlapping by half;
+    * Opus: 20 ms frames at 48 kHz (the master is resampled: 20 ms of the master's samples)."""
+    if codec == "mp3":
+        rate = min(sample_rate, MP3_MAX_RATE)
+        if rate < 32000 and rate not in (16000, 22050, 24000):
+            rate = 22050 if rate > 16000 else 16000
+        frame = 1152 if rate >= 32000 else 576
+        bytes_num = frame // 8 * 128000            # frame bytes x rate (the padding remainder)
+        period = rate // np.gcd(bytes_num % rate, rate) if bytes_num % rate else 1
+        step = frame * period
+        return step if rate == sample_rate else max(1, int(round(step * sample_rate / rate)))
+    if codec == "vorbis":
+        return 2048
+    if codec == "opus":
+        return max(1, int(round(0.02 * sample_rate)))
+    return 1
+
+
+def _pieces(n: int, sr: int, align: int = 1) -> list[tuple[int, int, int, int]]:
+    """(start, stop) of each piece to encode and (start, stop) of the part measured in it; a
+    piece starts on a multiple of ``align``."""
     chunk, overlap = int(CHUNK_S * sr), int(OVERLAP_S * sr)
     if n <= chunk + 2 * overlap:
         return [(0, n, 0, n)]
     out = []
     for s in range(0, n, chunk):
         e = min(s + chunk, n)
-        out.append((max(0, s - overlap), min(n, e + overlap), s, e))
+        out.append((max(0, s - overlap) // align * align, min(n, e + overlap), s, e))
     return out
 
 
@@ -170,9 +199,123 @@ def coded_true_peaks(audio: np.ndarray, sample_rate: int, codecs) -> dict[str, f
             jobs[codec] = None
             continue
         jobs[codec] = [background.submit(_coded_peak, audio, sample_rate, codec, *piece)
-                       for piece in _pieces(audio.shape[1], sample_rate)]
+                       for piece in _pieces(audio.shape[1], sample_rate,
+                                            frame_align(codec, sample_rate))]
     return {c: None if js is None else float(20 * np.log10(max(j.result() for j in js) + 1e-12))
             for c, js in jobs.items()}
+
+
+# --- decoded true peak per block: where the codec-safe loop needs to look again ----------------
+
+PEAK_BLOCK_S = 0.25      # the decoded true peak is kept per block of this length
+WINDOW_CONTEXT_S = 3.0   # a window is encoded from at least this much of the master before it,
+                         # starting on the codec's frame grid (:func:`frame_align`), so the
+                         # encoder's state is the whole file's when the window begins (MP3 at
+                         # 1.5 s still missed a block by 0.5 dB; at 3 s none, in
+                         # tests/test_codec_safe.py and benchmarks/codec_loop.py) ...
+WINDOW_TAIL_S = 0.5      # ... and this much after it (the encoder's flush)
+
+
+def block_count(n: int, sr: int) -> int:
+    return -(-n // max(1, int(PEAK_BLOCK_S * sr)))
+
+
+def _peak_envelope(audio: np.ndarray) -> np.ndarray:
+    """Per sample, the 4x-interpolated peak over the interval after it, max over channels
+    (:func:`automix.qc._interval_peaks`: the shared true-peak meter's filter) and at least the
+    sample's own magnitude: the max of any span of it is that span's true peak."""
+    from .dsp.truepeak import METER_OVERSAMPLE, polyphase_matrix_f32
+    from .qc import _interval_peaks
+
+    H = polyphase_matrix_f32(METER_OVERSAMPLE)
+    env = np.zeros(audio.shape[1], np.float32)
+    for ch in np.atleast_2d(audio):
+        ch = np.ascontiguousarray(ch)
+        env = np.maximum(env, _interval_peaks(ch, H, 8192))
+        env = np.maximum(env, np.abs(ch).astype(np.float32))
+    return env
+
+
+def _block_peaks_of(audio, sample_rate, codec, a, b, first, last) -> tuple[int, np.ndarray]:
+    """Encode ``audio[:, a:b]``; the decoded true peak (linear) of blocks ``first..last - 1``
+    (the decoders here give the input's timeline back: no delay, same length)."""
+    coded = round_trip(audio[:, a:b], sample_rate, codec)
+    scale = coded.sample_rate / sample_rate
+    block = int(PEAK_BLOCK_S * sample_rate)
+    env = _peak_envelope(coded.audio)
+    starts = ((np.arange(first, last + 1) * block - a) * scale).astype(np.int64)
+    edges = np.clip(starts, 0, len(env))
+    peaks = np.array([env[lo:hi].max() if hi > lo else 0.0
+                      for lo, hi in zip(edges[:-1], edges[1:])])
+    return first, peaks
+
+
+def _spans(blocks: np.ndarray, sr: int) -> list[tuple[int, int]]:
+    """Runs of the selected blocks, merged where the gap between them is shorter than the two
+    contexts they would encode, and cut into CHUNK_S pieces (run in parallel): (first, last)."""
+    block = int(PEAK_BLOCK_S * sr)
+    join = int(np.ceil((WINDOW_CONTEXT_S + WINDOW_TAIL_S) * sr / block))
+    longest = max(1, int(CHUNK_S * sr / block))
+    spans = []
+    for k in np.flatnonzero(blocks):
+        if spans and k - spans[-1][1] <= join and k + 1 - spans[-1][0] <= longest:
+            spans[-1][1] = k + 1
+        else:
+            spans.append([k, k + 1])
+    return [tuple(s) for s in spans]
+
+
+def coded_block_peaks(audio: np.ndarray, sample_rate: int, blocks: dict) -> dict:
+    """The decoded true peak (linear) of every PEAK_BLOCK_S block of ``audio`` after each
+    codec's round trip: ``blocks`` maps each codec to None (the whole master, in CHUNK_S
+    pieces with OVERLAP_S each side) or a bool per block (only those are measured, NaN
+    elsewhere: each run of them encoded as a window with WINDOW_CONTEXT_S of the master each
+    side, starting on the codec's frame grid: :func:`frame_align`).  Returns codec -> (peaks, seconds of audio
+    encoded), or None for a codec this libsndfile lacks.  Every window of every codec runs on
+    the background pool at once (the encoders release the GIL)."""
+    from . import background
+
+    n = audio.shape[1]
+    block = int(PEAK_BLOCK_S * sample_rate)
+    count = block_count(n, sample_rate)
+    jobs, encoded = {}, {}
+    for codec, selected in blocks.items():
+        try:
+            encode(np.zeros((audio.shape[0], 64)), sample_rate, codec)
+        except CodecUnavailable:
+            jobs[codec] = None
+            continue
+        align = frame_align(codec, sample_rate)
+        if selected is None:
+            parts = [(a, b, s // block, min(count, -(-e // block)))
+                     for a, b, s, e in _pieces(n, sample_rate, align)]
+        else:
+            ctx, tail = int(WINDOW_CONTEXT_S * sample_rate), int(WINDOW_TAIL_S * sample_rate)
+            parts = [(max(0, first * block - ctx) // align * align,
+                      min(n, last * block + tail), first, last)
+                     for first, last in _spans(np.asarray(selected, bool), sample_rate)]
+        encoded[codec] = sum(b - a for a, b, _, _ in parts) / sample_rate
+        jobs[codec] = [background.submit(_block_peaks_of, audio, sample_rate, codec, *part)
+                       for part in parts]
+    out = {}
+    for codec, js in jobs.items():
+        if js is None:
+            out[codec] = None
+            continue
+        peaks = np.full(count, np.nan)
+        for job in js:
+            first, got = job.result()
+            # neighbouring pieces share a block at their seam: the larger reading holds
+            peaks[first:first + len(got)] = np.fmax(peaks[first:first + len(got)], got)
+        out[codec] = (peaks, encoded[codec])
+    return out
+
+
+def master_block_peaks(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The true peak (linear) of every PEAK_BLOCK_S block of ``audio`` itself (no codec)."""
+    block = int(PEAK_BLOCK_S * sample_rate)
+    env = _peak_envelope(audio)
+    return np.array([env[k:k + block].max() for k in range(0, len(env), block)])
 
 
 # Delivery files (``--formats``): the same encoders at the rates a download or a DJ gets.
