@@ -11,13 +11,16 @@ album run.
 
 Material (no network): songs rendered from MIDI by ``training/synth.py`` (mma grooves, GM
 SoundFont, fluidsynth; the benchmark's own synthetic-song source) when those tools are
-installed, else synthetic test songs (``--source synthetic``).  Each song's mixture then gets
+installed, else synthetic test songs (``--source synthetic``), or real music (``--source
+real``: up to 10 songs of the supertux-data package that benchmarks/data.py fetches, several
+styles, each excerpt from 20 s in).  Each song's mixture then gets
 a seeded "mix engineer" change -- a level (-26..-10 LUFS) and a tilt (low and high shelves,
 +-5 dB) -- so the album starts with mixed levels and tones.  The reference is
 ``examples/dirty-love/reference.flac`` (a real master, shipped in the repository).
 
     .venv/bin/python benchmarks/album.py                       # 8 songs x 180 s (the issue's size)
     .venv/bin/python benchmarks/album.py --songs 6 --seconds 40 --source synthetic   # quick
+    .venv/bin/python benchmarks/album.py --songs 8 --seconds 60 --source real --parts tone
 """
 from __future__ import annotations
 
@@ -101,6 +104,27 @@ def synth_song(i: int, seconds: float, work: Path) -> np.ndarray | None:
     return audio.T
 
 
+SUPERTUX = ROOT / "benchmarks" / "cache" / "pkgs" / "supertux-data" / "usr" / "share" / "games" / "supertux2" / "music"
+# real music of several styles (orchestral, chiptune, rock, ambient), each >= 100 s
+REAL_SONGS = ("antarctic/airship_2", "antarctic/arctic_breeze", "antarctic/chipdisko",
+              "castle/darkforestkeep", "forest/beneath_the_rabbit_hole", "forest/bright_thunders",
+              "forest/forest-sprint", "misc/battle_theme", "forest/shallow-green",
+              "forest/clavelian_march")
+
+
+def real_song(i: int, seconds: float) -> np.ndarray | None:
+    """``seconds`` of a real song (supertux-data, the Debian package benchmarks/data.py
+    fetches) from 20 s in (past most intros)."""
+    if i >= len(REAL_SONGS) or not SUPERTUX.is_dir():
+        return None
+    x, sr = sf.read(SUPERTUX / f"{REAL_SONGS[i]}.ogg", always_2d=True)
+    if sr != 44100:
+        from automix.audio import resample
+        x = resample(x.T.astype(np.float32), sr, 44100).T
+    start = min(20 * 44100, max(0, len(x) - int(seconds * 44100)))
+    return x[start:start + int(seconds * 44100)].T
+
+
 def make_album(n: int, seconds: float, source: str, work: Path) -> list[Path]:
     rng = np.random.default_rng(7)
     songs_dir = work / "songs"
@@ -111,7 +135,11 @@ def make_album(n: int, seconds: float, source: str, work: Path) -> list[Path]:
         paths.append(path)
         if path.exists():
             continue
-        x = synth_song(i, seconds, work) if source == "synth" else None
+        x = (synth_song(i, seconds, work) if source == "synth"
+             else real_song(i, seconds) if source == "real" else None)
+        if x is None and source == "real":
+            raise SystemExit(f"album: real song {i + 1} is missing ({SUPERTUX}; run "
+                             f"benchmarks/data.py; at most {len(REAL_SONGS)} songs)")
         if x is None:
             x = synthetic_song(i, seconds)
         x = shelf_tilt(np.asarray(x, np.float64), 44100, rng.uniform(-5, 5), rng.uniform(-5, 5))
@@ -183,7 +211,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--songs", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=180.0)
-    ap.add_argument("--source", choices=("synth", "synthetic"), default="synth")
+    ap.add_argument("--source", choices=("synth", "synthetic", "real"), default="synth")
+    ap.add_argument("--parts", choices=("all", "tone"), default="all",
+                    help="tone: only the spreads of automix album --same-loudness (codec loop "
+                         "off) and Matchering")
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "cache" / "album"))
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -199,6 +230,18 @@ def main() -> None:
            "before": spreads(before)}
     wall_off, doc_off = run_album(songs, work / "album-same-nocodec",
                                   ["--same-loudness", "--codecs", "none", *jobs])
+    if args.parts == "tone":
+        res["automix_same_loudness_no_codec_loop"] = dict(
+            spreads([summarise(work / "album-same-nocodec" / f"{r['name']}.wav")
+                     for r in doc_off["songs"]]), wall_s=wall_off)
+        m = run_matchering(songs, work / "matchering")
+        res["matchering"] = ("not importable" if m is None else
+                             dict(spreads([summarise(p) for p in m[1]]), wall_s=m[0]))
+        res["load_average_at_end"] = os.getloadavg()
+        print(json.dumps(res, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+        return
     wall_on, doc_on = run_album(songs, work / "album-same", ["--same-loudness", "--codecs", "mp3",
                                                              *jobs])
     wall_rel, doc_rel = run_album(songs, work / "album-relative", ["--codecs", "mp3", *jobs])
