@@ -58,7 +58,7 @@ class AutomixNet(nn.Module):
         # level (features.fader_offsets_db), or "reference", the levels at which the stems'
         # summed spectrum follows the reference's (features.reference_balance_db), or
         # "reference_loudness", the same fit pulled (10x harder) toward equal loudness instead
-        # of equal mel level (nearer producers' balances: docs/model.md)
+        # of equal mel level (nearer producers' balances: training/README.md)
         if fader_balance not in FADER_BALANCES:
             raise AutomixError(f"model.fader_balance={fader_balance!r}: choose {', '.join(FADER_BALANCES)}")
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
