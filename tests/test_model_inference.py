@@ -242,23 +242,32 @@ def test_reference_balance_on_real_log_mels():
     assert float(x[0] - x[1]) == pytest.approx(8.0, abs=0.75)
 
 
-def test_reference_balanced_model_adds_the_fitted_offsets():
-    from automix.model.features import log_mel, reference_balance_db
+def _balanced_prediction_offsets(fader_balance: str, seed: int):
+    """Three noise stems at 0.05 / 0.2 / 0.01 and their sum as the reference: the dB a
+    ``fader_balance`` model adds to the faders of the same weights without relative faders,
+    with the log-mels and the mask."""
+    from automix.model.features import log_mel
     from automix.model.predict import predict_from_mels
 
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     audio = torch.tensor(rng.standard_normal((3, 2, 44100)) * [[[0.05]], [[0.2]], [[0.01]]],
                          dtype=torch.float32)
-    mels = log_mel(audio, 44100)
-    ref = log_mel(audio.sum(0), 44100)
+    mels, ref = log_mel(audio, 44100), log_mel(audio.sum(0), 44100)
     torch.manual_seed(0)
     absolute = AutomixNet(dim=32, depth=1, heads=2)
-    balanced = AutomixNet(dim=32, depth=1, heads=2, relative_faders=True, fader_balance="reference")
+    balanced = AutomixNet(dim=32, depth=1, heads=2, relative_faders=True, fader_balance=fader_balance)
     balanced.load_state_dict(absolute.state_dict())
     a, _ = predict_from_mels(absolute, mels, [True] * 3, ref)
     b, _ = predict_from_mels(balanced, mels, [True] * 3, ref)
-    off = reference_balance_db(mels[None], torch.ones(1, 3, dtype=torch.bool), ref[None])[0]
-    assert (b["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)
+    return b["gain_db"] - a["gain_db"], mels, ref, torch.ones(1, 3, dtype=torch.bool)
+
+
+def test_reference_balanced_model_adds_the_fitted_offsets():
+    from automix.model.features import reference_balance_db
+
+    added, mels, ref, mask = _balanced_prediction_offsets("reference", 4)
+    off = reference_balance_db(mels[None], mask, ref[None])[0]
+    assert added.tolist() == pytest.approx(off.tolist(), abs=1e-4)
     from automix.errors import AutomixError
 
     with pytest.raises(AutomixError, match="fader_balance"):
@@ -319,24 +328,13 @@ def test_loudness_offsets_follow_bs1770_on_audio():
 def test_loudness_reference_balance_model_adds_its_offsets():
     """fader_balance="reference_loudness": the predicted faders are the absolute model's plus
     the reference fit pulled toward equal loudness, with that mode's strength."""
-    from automix.model.features import log_mel, loudness_offsets_db, reference_balance_db
+    from automix.model.features import loudness_offsets_db, reference_balance_db
     from automix.model.net import LOUDNESS_BALANCE_STRENGTH
-    from automix.model.predict import predict_from_mels
 
-    rng = np.random.default_rng(1)
-    audio = torch.tensor(rng.standard_normal((3, 2, 44100)) * [[[0.05]], [[0.2]], [[0.01]]],
-                         dtype=torch.float32)
-    mels, ref = log_mel(audio, 44100), log_mel(audio.sum(0), 44100)
-    torch.manual_seed(0)
-    absolute = AutomixNet(dim=32, depth=1, heads=2)
-    loud = AutomixNet(dim=32, depth=1, heads=2, relative_faders=True, fader_balance="reference_loudness")
-    loud.load_state_dict(absolute.state_dict())
-    a, _ = predict_from_mels(absolute, mels, [True] * 3, ref)
-    b, _ = predict_from_mels(loud, mels, [True] * 3, ref)
-    mask = torch.ones(1, 3, dtype=torch.bool)
+    added, mels, ref, mask = _balanced_prediction_offsets("reference_loudness", 1)
     off = reference_balance_db(mels[None], mask, ref[None], strength=LOUDNESS_BALANCE_STRENGTH,
                                base=loudness_offsets_db(mels[None], mask))[0]
-    assert (b["gain_db"] - a["gain_db"]).tolist() == pytest.approx(off.tolist(), abs=1e-4)
+    assert added.tolist() == pytest.approx(off.tolist(), abs=1e-4)
     # three white noises: the reference cannot tell them apart, so the fit stays at the
     # equal-loudness point, which for one spectrum is the level ratio to the median stem
     lo = loudness_offsets_db(mels[None], mask)[0]
