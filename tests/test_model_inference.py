@@ -340,3 +340,32 @@ def test_loudness_reference_balance_model_adds_its_offsets():
     lo = loudness_offsets_db(mels[None], mask)[0]
     assert (off - lo).abs().max() < 0.2
     assert lo.tolist() == pytest.approx([0.0, 20 * np.log10(0.05 / 0.2), 20 * np.log10(0.05 / 0.01)], abs=0.3)
+
+
+def test_fader_deviation_zero_puts_faders_at_the_balance_point():
+    """fader_deviation=0: every fader is the balance point plus the one mean learned fader (the
+    network still sets the level and everything else); 1 keeps the whole learned deviation."""
+    from automix.model.features import log_mel
+    from automix.model.predict import predict_from_mels
+
+    rng = np.random.default_rng(5)
+    audio = torch.tensor(rng.standard_normal((3, 2, 44100)) * [[[0.05]], [[0.2]], [[0.01]]], dtype=torch.float32)
+    mels, ref = log_mel(audio, 44100), log_mel(audio.sum(0), 44100)
+    torch.manual_seed(0)
+    kw = dict(dim=32, depth=1, heads=2, relative_faders=True, fader_balance="reference_loudness")
+    full = AutomixNet(**kw)
+    with torch.no_grad():  # a network with an opinion about the balance
+        full.track_head.bias.add_(torch.linspace(-1, 1, len(TRACK_SPECS)))
+        full.track_head.weight.normal_(0, 0.3)
+    none = AutomixNet(**kw, fader_deviation=0.0)
+    none.load_state_dict(full.state_dict())
+    a, _ = predict_from_mels(full, mels, [True] * 3, ref)
+    b, _ = predict_from_mels(none, mels, [True] * 3, ref)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    point = full.fader_offsets(mels[None], mask, ref[None])[0].double()
+    learned = a["gain_db"] - point
+    assert learned.std() > 0.1  # the full model does deviate
+    assert b["gain_db"].tolist() == pytest.approx((point + learned.mean()).tolist(), abs=1e-4)
+    assert b["pan"].tolist() == pytest.approx(a["pan"].tolist())
+    with pytest.raises(AutomixError, match="fader_deviation"):
+        AutomixNet(**kw, fader_deviation=1.5)

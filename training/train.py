@@ -438,7 +438,7 @@ def _train(c, t, o, weights, audio, seed, max_steps, bs, out: Path, dist: Dist) 
         data = load_checkpoint(init, map_location="cpu")
         # the fader's reference point may change (the gain head then learns the new residual)
         arch = lambda cfg: {k: v for k, v in dict(cfg or {}).items()  # noqa: E731
-                            if k not in ("relative_faders", "fader_balance")}
+                            if k not in ("relative_faders", "fader_balance", "fader_deviation")}
         if arch(data.get("model_config")) != arch(model.config):
             raise AutomixError(f"{init}: its model config {data.get('model_config')} differs from this "
                                f"run's {dict(model.config)}; set model.* to match")

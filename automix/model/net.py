@@ -51,7 +51,8 @@ LOUDNESS_BALANCE_STRENGTH = 0.3  # balance error on 15 LMMS songs, 0.1 / 0.3 / 1
 
 class AutomixNet(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 6, ff_mult: int = 2,
-                 dropout: float = 0.0, relative_faders: bool = False, fader_balance: str = "mel"):
+                 dropout: float = 0.0, relative_faders: bool = False, fader_balance: str = "mel",
+                 fader_deviation: float = 1.0):
         super().__init__()
         # relative_faders: the gain head predicts each fader from a balance point instead of
         # from the raw stem level; fader_balance says which: "mel", every stem at the median
@@ -59,11 +60,16 @@ class AutomixNet(nn.Module):
         # summed spectrum follows the reference's (features.reference_balance_db), or
         # "reference_loudness", the same fit pulled (10x harder) toward equal loudness instead
         # of equal mel level (nearer producers' balances: training/README.md)
+        # fader_deviation: how much of the learned deviation from the balance point inference
+        # applies (1: all of it; 0: faders at the balance point, shifted by the mean learned
+        # fader); an inference setting, training always learns the whole deviation
+        if not 0.0 <= float(fader_deviation) <= 1.0:
+            raise AutomixError(f"model.fader_deviation={fader_deviation!r}: expected 0..1")
         if fader_balance not in FADER_BALANCES:
             raise AutomixError(f"model.fader_balance={fader_balance!r}: choose {', '.join(FADER_BALANCES)}")
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
                        "dropout": dropout, "relative_faders": bool(relative_faders),
-                       "fader_balance": fader_balance}
+                       "fader_balance": fader_balance, "fader_deviation": float(fader_deviation)}
         self.encoder = Encoder(dim)
         self.kind = nn.Embedding(3, dim)  # 0 track, 1 reference, 2 master
         self.stereo = nn.Embedding(2, dim)

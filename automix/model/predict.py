@@ -46,7 +46,8 @@ def predict_from_mels(model: AutomixNet, stem_mels: torch.Tensor, is_stereo, ref
     track, master = model(stem_mels[None], mask, stereo, reference_mel[None])
     tp = {k: v[0] for k, v in to_physical(track.double(), TRACK_SPECS).items()}
     offsets = model.fader_offsets(stem_mels[None], mask, reference_mel[None])[0]
-    tp["gain_db"] = tp["gain_db"] + offsets.double()
+    learned, scale = tp["gain_db"], float(model.config.get("fader_deviation", 1.0))
+    tp["gain_db"] = learned.mean() + scale * (learned - learned.mean()) + offsets.double()
     mp = {k: v[0] for k, v in to_physical(master.double(), MASTER_SPECS).items()}
     return tp, mp
 
