@@ -19,23 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from automix import analysis, timeline
-from automix.audio import read_audio
+from automix.audio import BlockReader, read_audio
 from automix.console.blocks import render_graph
 from automix.settings import validate
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Source:
-    def __init__(self, audio):
-        self.audio, self.channels, self.frames, self.pos = audio, audio.shape[0], audio.shape[1], 0
-
-    def read(self, n):
-        out = np.zeros((self.channels, n))
-        got = self.audio[:, self.pos:self.pos + n]
-        out[:, :got.shape[1]] = got
-        self.pos += n
-        return out
 
 
 def cases():
@@ -48,7 +36,7 @@ def _render(settings, stems, lead, n, solo: bool):
     """The lead alone (``solo``) or everything but the lead, through the console."""
     s = dict(settings, tracks=[dict(t, mute=(t["name"] != lead) if solo else (t["name"] == lead))
                                for t in settings["tracks"]])
-    return render_graph(validate(s), [_Source(stems[t["name"]]) for t in settings["tracks"]], n)
+    return render_graph(validate(s), [BlockReader.of_array(stems[t["name"]]) for t in settings["tracks"]], n)
 
 
 def margins(lead, rest, edges, sr):

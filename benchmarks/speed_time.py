@@ -47,20 +47,6 @@ def stems_of(seconds: float, sr: int) -> dict:
     return out
 
 
-class _Source:
-    """A stem as the console's block renderer reads it."""
-
-    def __init__(self, audio):
-        self.audio, self.channels, self.frames, self.pos = audio, audio.shape[0], audio.shape[1], 0
-
-    def read(self, k):
-        out = np.zeros((self.channels, k))
-        got = self.audio[:, self.pos:self.pos + k]
-        out[:, :got.shape[1]] = got
-        self.pos += k
-        return out
-
-
 def timed(fn, repeats: int) -> tuple[float, float, float]:
     """(min, median) wall seconds and (median, min) CPU seconds of ``fn`` after one warm-up
     call."""
@@ -96,6 +82,7 @@ def main() -> None:
     edges = [0.0, *found.boundaries_s, n / sr]
     rest = sum(v for k, v in stems.items() if k != "Lead Vocal")
     from automix.analysis import loudness_range, short_term_loudness
+    from automix.audio import BlockReader
     from automix.console.blocks import render_graph
     ref_lra = loudness_range(short_term_loudness(reference, sr))
     rows = {
@@ -111,7 +98,7 @@ def main() -> None:
         "timeline.plan (job: ref LRA known)": lambda: timeline.plan(
             stems, settings, reference=reference, keep_lead_level=True, reference_lra_lu=ref_lra),
         "mix render (console, static)": lambda: render_graph(
-            settings, [_Source(stems[t["name"]]) for t in settings["tracks"]], n),
+            settings, [BlockReader.of_array(stems[t["name"]]) for t in settings["tracks"]], n),
     }
     print(f"{len(stems)} stems x {a.seconds:g} s at {sr} Hz, {a.repeats} runs after a warm-up; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")

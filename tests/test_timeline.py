@@ -3,27 +3,13 @@ import numpy as np
 import pytest
 
 from automix import analysis, timeline
+from automix.audio import BlockReader
 from automix.console.blocks import render_graph
 from automix.errors import AutomixError
 from automix.settings import validate
 from synth_song import SR, arrangement
 
 PARTS = {"keys": [(0, 36)], "bass": [(12, 36)], "drums": [(12, 36)], "Lead Vocal": [(4, 34)]}
-
-
-class _Source:
-    """A stem as the block renderer reads it."""
-
-    def __init__(self, audio):
-        self.audio, self.channels, self.frames = audio, audio.shape[0], audio.shape[1]
-        self.pos = 0
-
-    def read(self, n):
-        out = np.zeros((self.channels, n))
-        got = self.audio[:, self.pos:self.pos + n]
-        out[:, :got.shape[1]] = got
-        self.pos += n
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +25,7 @@ def song():
 
 
 def _render(settings, stems):
-    sources = lambda: [_Source(stems[t["name"]]) for t in settings["tracks"]]  # noqa: E731
+    sources = lambda: [BlockReader.of_array(stems[t["name"]]) for t in settings["tracks"]]  # noqa: E731
     n = max(s.frames for s in sources())
     lead = dict(settings, tracks=[dict(t, mute=t["name"] != "Lead Vocal")
                                   for t in settings["tracks"]])
