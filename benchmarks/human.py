@@ -147,7 +147,8 @@ def make_case(song_dir: Path, work: Path, seconds: float, sr: int = 44100) -> di
     sf.write(case / "target.wav", mix[:, b].T.astype(np.float32), sr, subtype="FLOAT")
     producer_level = [analysis.integrated_loudness(x, sr) for x in stems]
     return {"song": song_dir.name, "dir": case, "names": names, "seconds": L / sr,
-            "erased": erased, "producer_stems": stems, "target": mix[:, b], "reference_lufs":
+            "erased": erased, "producer_stems": stems, "target": mix[:, b], "reference": mix[:, a],
+            "reference_lufs":
             analysis.integrated_loudness(mix[:, a], sr),
             "true_fader_db": er.undo_gain_db,
             # the tone perturbation each stem got: a system that undoes it sets the opposite shelves
