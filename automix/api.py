@@ -252,6 +252,7 @@ class _Stems:
     stereo: list[bool]
     silent: list[Path]
     mels: list | None  # the network's input, when a model is used
+    frames: list[int] = field(default_factory=list)  # each stem's length at the project rate
     audio: dict = field(default_factory=dict)  # path -> float32 (channels, samples) at sr
     root: Path | None = None  # the stems folder (track names and files are relative to it)
     reference: np.ndarray | None = None  # the reference at the project rate (the time plan)
@@ -322,6 +323,7 @@ def _survey_stems(stem_paths, sr: int, length: int, with_mels: bool,
             st.names.append(_stem_name(path, root) if root else path.stem)
             st.files.append(_stem_file(path, root) if root else path.name)
             st.stereo.append(audio.shape[0] == 2)
+            st.frames.append(audio.shape[1])
             st.loudness.append(loudness)
             st.peaks_db.append(peak_db)
             if with_mels:
@@ -582,11 +584,17 @@ def _align_stems(st: _Stems, sr: int):
     ms changes no stem's own spectrum or loudness)."""
     from . import qc, stem_align
 
-    audios = [st.read(p, sr) for p in st.paths]
-    start = stem_align.excerpt_start([a.shape[1] for a in audios], sr)
-    pairs = stem_align.measure([stem_align.mono_excerpt(a, start, sr) for a in audios], sr)
+    # one stem in memory at a time (a stem not kept by the survey is re-read from disk)
+    start = stem_align.excerpt_start(st.frames, sr)
+    clips, excerpts = [], []
+    for name, path in zip(st.files, st.paths):
+        audio = st.read(path, sr)
+        clips.append(qc.stem_clip_check(name, audio))
+        excerpts.append(stem_align.mono_excerpt(audio, start, sr))
+        del audio
+    pairs = stem_align.measure(excerpts, sr)
     fixes = stem_align.plan(pairs, st.loudness)
-    rows = [c.as_dict() for c in qc.stem_checks_audio(st.files, audios, sr, pairs, fixes)]
+    rows = [c.as_dict() for c in clips + qc.stem_pair_checks(st.files, sr, pairs, fixes)]
     notes = []
     if fixes:
         notes.append("stems carrying one source twice, lined up: " + "; ".join(

@@ -317,15 +317,26 @@ def stem_checks_audio(names, audios, sample_rate: int, pairs=None, fixes=None) -
     passes, its row saying how)."""
     from . import stem_align
 
-    checks = []
-    for name, audio in zip(names, audios):
-        runs = sum(clipped_runs(audio))
-        checks.append(Check(f"stem clipping {name}", runs, "runs", _above(runs, 0, 10),
-                            f"runs of {CLIP_RUN}+ samples at full scale inside the stem"))
     if pairs is None:
         start = stem_align.excerpt_start([a.shape[1] for a in audios], sample_rate)
         pairs = stem_align.measure([stem_align.mono_excerpt(a, start, sample_rate)
                                     for a in audios], sample_rate)
+    return ([stem_clip_check(name, audio) for name, audio in zip(names, audios)]
+            + stem_pair_checks(names, sample_rate, pairs, fixes))
+
+
+def stem_clip_check(name: str, audio: np.ndarray) -> Check:
+    """Clipping inside one stem (runs of CLIP_RUN+ samples at full scale)."""
+    runs = sum(clipped_runs(audio))
+    return Check(f"stem clipping {name}", runs, "runs", _above(runs, 0, 10),
+                 f"runs of {CLIP_RUN}+ samples at full scale inside the stem")
+
+
+def stem_pair_checks(names, sample_rate: int, pairs, fixes=None) -> list[Check]:
+    """A row per pair of stems that carry one source twice (:func:`stem_checks_audio`)."""
+    from . import stem_align
+
+    checks = []
     fixes = fixes or {}
     for p in pairs:
         if not p.correlated:
