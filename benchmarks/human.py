@@ -127,12 +127,14 @@ def make_case(song_dir: Path, work: Path, seconds: float, sr: int = 44100) -> di
     # reproducible run to run), the producer's mix is the sum of the stems, so that target,
     # reference and the erased stems come from the same renders.
     use_sum = residual > -40.0
-    mix = sum(_read(song_dir / f) for f in files) if use_sum else _read(song_dir / "mixture.wav")
+    full = [_read(song_dir / f) for f in files]  # each stem read once
+    mix = sum(full) if use_sum else _read(song_dir / "mixture.wav")
     n = mix.shape[1]
     L = int(min(seconds, n / sr / 2 - 0.5) * sr)
     mid = n // 2
     a, b = slice(mid - L, mid), slice(mid, mid + L)
-    stems = np.stack([_read(song_dir / f)[:, b] for f in files])
+    stems = np.stack([x[:, b] for x in full])
+    del full
     loud = [analysis.integrated_loudness(x, sr) for x in stems]
     keep = [i for i, l in enumerate(loud) if l > -70.0]
     stems, files = stems[keep], [files[i] for i in keep]
