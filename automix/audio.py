@@ -195,7 +195,10 @@ def _errno_of_failed_write(tmp: Path) -> int:
     except OSError as exc:
         return exc.errno or errno.EIO
     try:
-        os.write(fd, bytes(1 << 16))
+        # a full disk can still take the rest of the file's last page: that write is short,
+        # not an error, so write on until the reason shows (2 MiB at most; the file is removed)
+        for _ in range(32):
+            os.write(fd, bytes(1 << 16))
         os.fsync(fd)
     except OSError as exc:
         return exc.errno or errno.EIO

@@ -543,3 +543,18 @@ def test_24_bit_rounds_to_nearest(tmp_path, suffix):
     path = write_audio(tmp_path / f"r{suffix}", lsb[None] / 2 ** 23, SR, 24)
     y, _ = sf.read(path, dtype="int32")
     assert (y >> 8).tolist() == [0, 0, 1, 0, -1, 101, -100, 8388607, 8388607, -8388608]
+
+
+def test_full_disk_reason_when_the_last_page_has_room(tmpfs):
+    """A file filled to a full disk that ends inside a page: the first probe write is short, not
+    an error; the reason reported is still the full disk, not an unknown input/output error."""
+    from automix.audio import _errno_of_failed_write
+
+    filled = tmpfs / "filled"
+    with open(filled, "wb", buffering=0) as f:
+        with pytest.raises(OSError) as full:
+            while True:
+                f.write(bytes(1000))
+    assert full.value.errno == errno.ENOSPC
+    os.truncate(filled, filled.stat().st_size - 100)  # its last page stays allocated, 100 B free
+    assert _errno_of_failed_write(filled) == errno.ENOSPC
