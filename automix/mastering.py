@@ -17,8 +17,8 @@ from . import analysis, background
 from .console.blocks import (BLOCK, CompressorProbe, MasterPre, apply_limiter_inplace, compress,
                              limit_with_envelope)
 from .loudness_search import LIMITER_RELEASES_MS, loudness_stage
-from .match import (EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target, fit_master_tone,
-                    graphic_eq_settings, predict_master)
+from .match import (DEFAULT_MATCH_EQ, EQ_GAIN_KEYS, WIDENER_DELAY_MS, Spectra, Target,
+                    fit_master_tone, graphic_eq_settings, predict_master)
 from .params import MASTER_SPECS, defaults
 from .settings import master_from_params, tidy_master
 
@@ -118,14 +118,15 @@ def measure_mix(mix: np.ndarray, sr: int) -> tuple[dict, Spectra]:
 def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
                  target_lufs: float | None, ceiling: float, amounts: Amounts, device: str = "cpu",
                  predicted: dict | None = None, refine_steps: int = 300,
-                 spectra: Spectra | None = None):
+                 spectra: Spectra | None = None, match_eq: str = DEFAULT_MATCH_EQ):
     """Master chain settings for ``mix`` (2, T) so the master matches ``reference``.
 
     ``predicted``: the network's master parameters (physical), the start of the tone fit; with
     ``refine_steps`` 0 they are used as they are (EQ and width scaled by the amounts, the
     network's compressor instead of the loudness-range search).  The gain and limiter always
     come from the loudness search, which measures the rendered result.  ``spectra``: the
-    mix's (:func:`measure_mix`), when already computed.
+    mix's (:func:`measure_mix`), when already computed.  ``match_eq``: the match EQs' layout
+    (:data:`automix.match.MATCH_EQS`; ``automix album`` uses the finer "third-octave").
     """
     start = {k: v for k, v in defaults(MASTER_SPECS, (), torch.float64).items()}
     if predicted is not None:
@@ -164,14 +165,15 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         if refine_steps > 0:  # the second pass continues from the first: fewer steps
             fitted, _ = fit_master_tone(spectra, aim, start, sr, device=device,
                                         steps=refine_steps if attempt == 0 else max(refine_steps // 3, 1),
-                                        init=None if attempt == 0 else fitted)
+                                        init=None if attempt == 0 else fitted,
+                                        match_eq=match_eq)
         else:
             fitted = start
         master = master_from_params(fitted)
         if "graphic" in fitted:
-            master["eq"] += graphic_eq_settings(fitted["graphic"], sr)
+            master["eq"] += graphic_eq_settings(fitted["graphic"], sr, match_eq=match_eq)
         if "side_graphic" in fitted:
-            master["side_eq"] = graphic_eq_settings(fitted["side_graphic"], sr)
+            master["side_eq"] = graphic_eq_settings(fitted["side_graphic"], sr, match_eq=match_eq)
         if float(fitted.get("widener", 0.0)) > 0:
             master["widener"] = {"gain_db": round(10 * np.log10(float(fitted["widener"])), 3),
                                  "delay_ms": WIDENER_DELAY_MS}
@@ -201,7 +203,7 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         limited = limit_with_envelope(pre, loud["envelope"], gain, lim, sr)
         got = Target.of({"tonal_balance": analysis.tonal_balance(limited, sr),
                          "width_db": analysis.stereo_width_db(limited)})
-        aim = aim.shifted(predict_master(probe_spectra, fitted, sr), got)
+        aim = aim.shifted(predict_master(probe_spectra, fitted, sr, match_eq), got)
     # The master itself, from the last pass's pre-limiter signal (rendered at gain 1): scaling
     # it by the gain is the render executor's own last operation before the limiter, so this is
     # bit-identical to render_master(mix, master) without running the chain a third time.

@@ -39,6 +39,33 @@ _EPS = 1e-20
 GRAPHIC_CENTRES_HZ = tuple(40.0 * 2 ** (k / 2) for k in range(18))   # 40 Hz .. 14.5 kHz
 GRAPHIC_Q = 2.0
 GRAPHIC_MAX_DB = 6.0
+
+
+@dataclass(frozen=True)
+class MatchEQ:
+    """A match EQ's layout: peak bands at fixed centres with one Q, gains bounded to
+    +-``max_db`` and costed by :func:`_smooth_cost` (``size`` x sum g^2 + ``curve`` x sum of
+    squared second differences, g normalised by the bound)."""
+    centres_hz: tuple
+    q: float
+    max_db: float
+    size: float
+    curve: float
+
+
+# "half-octave": the master's match EQ everywhere (mix, master): a smooth correction.
+# "third-octave": the album's (automix album --match-eq): one band on each of the analysis'
+# 1/3-octave bands (docs/metrics.md), so a song's master can land on the album curve band by
+# band, not only on its half-octave outline.  Q 4.32 is a 1/3-octave bandwidth
+# (1 / (2 sinh(ln 2 / 6)) = 4.318, written as settings.json rounds it); centres rounded to the
+# 0.1 Hz that settings.json keeps, so the fit's model is exactly what is written.  A lighter
+# curvature cost (the reference's curve has 1/3-octave detail to follow) and a wider bound.
+MATCH_EQS = {
+    "half-octave": MatchEQ(GRAPHIC_CENTRES_HZ, GRAPHIC_Q, GRAPHIC_MAX_DB, 0.01, 0.1),
+    "third-octave": MatchEQ(tuple(round(float(f), 1) for f in analysis.BAND_CENTRES_EXACT),
+                            4.32, 9.0, 0.01, 0.01),
+}
+DEFAULT_MATCH_EQ = "half-octave"
 # The master's side EQ: the same centres, on the side channel alone (mid/side EQ), so the side's
 # tone can follow the reference's without touching the mid.  Wider bounds than the main match EQ:
 # side tone differs more between mixes, and it is less exposed.
@@ -149,8 +176,9 @@ class _Model:
     console's processors act on the cell powers through the spectral executor
     (:mod:`automix.console.spectral`), generated from the console's one declaration."""
 
-    def __init__(self, sample_rate: int, nperseg: int):
+    def __init__(self, sample_rate: int, nperseg: int, match_eq: str = DEFAULT_MATCH_EQ):
         self.sr = sample_rate
+        self.match_eq = MATCH_EQS[match_eq]  # the layout of "graphic" and "side_graphic" gains
         edges = _subband_edges(sample_rate)
         self.cells = _torch(_cell_matrix(edges, sample_rate, nperseg))   # (cells, bins)
         centres = np.sqrt(np.maximum(edges[:-1], 10.0) * edges[1:])
@@ -175,7 +203,7 @@ class _Model:
 
     def graphic_power(self, gains_db) -> torch.Tensor:
         """|H|^2 at the cells of a match EQ with these gains: all bands in one vectorised call."""
-        g = graphic_band(gains_db, self.sr)
+        g = graphic_band(gains_db, self.sr, self.match_eq)
         return (frequency_response([g], self.omega, self.sr).abs() ** 2).prod(-2)
 
     def master_powers(self, params: dict, mid, side):
@@ -219,23 +247,27 @@ class _Model:
         return loss
 
 
-def _graphic_centres(sample_rate: int) -> list[float]:
+def _graphic_centres(sample_rate: int, layout: MatchEQ = MATCH_EQS[DEFAULT_MATCH_EQ]) -> list[float]:
     """The match EQ's centres that the rate can hold (under 0.45 x the sample rate)."""
-    return [f for f in GRAPHIC_CENTRES_HZ if f < 0.45 * sample_rate]
+    return [f for f in layout.centres_hz if f < 0.45 * sample_rate]
 
 
-def graphic_band(gains_db: torch.Tensor, sample_rate: int) -> Band:
+def graphic_band(gains_db: torch.Tensor, sample_rate: int,
+                 layout: MatchEQ = MATCH_EQS[DEFAULT_MATCH_EQ]) -> Band:
     """The match EQ as one vectorised peak band over its (G,) usable centres."""
-    freqs = _graphic_centres(sample_rate)
+    freqs = _graphic_centres(sample_rate, layout)
     g = torch.as_tensor(gains_db, dtype=torch.float64)[:len(freqs)]
     return Band("peak", torch.tensor(freqs, dtype=torch.float64),
-                torch.full((len(freqs),), GRAPHIC_Q, dtype=torch.float64), g)
+                torch.full((len(freqs),), layout.q, dtype=torch.float64), g)
 
 
-def graphic_eq_settings(gains_db, sample_rate: int, min_db: float = 0.05) -> list[dict]:
+def graphic_eq_settings(gains_db, sample_rate: int, min_db: float = 0.05,
+                        match_eq: str = DEFAULT_MATCH_EQ) -> list[dict]:
     """settings.json peak bands of a fitted match EQ (bands under ``min_db`` left out)."""
-    return [{"type": "peak", "freq_hz": float(f), "gain_db": round(float(g), 3), "q": GRAPHIC_Q}
-            for f, g in zip(_graphic_centres(sample_rate), gains_db) if abs(float(g)) >= min_db]
+    layout = MATCH_EQS[match_eq]
+    return [{"type": "peak", "freq_hz": float(f), "gain_db": round(float(g), 3), "q": layout.q}
+            for f, g in zip(_graphic_centres(sample_rate, layout), gains_db)
+            if abs(float(g)) >= min_db]
 
 
 def _huber(x, delta: float = 1.0):
@@ -381,9 +413,11 @@ def _fit_mix(spectra, is_stereo, target, start, sample_rate, steps, fit_eq, refe
         return {k: v.detach().cpu().to(torch.float32) for k, v in physical().items()}, final
 
 
-def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
-    """What the model predicts for the master's tone and width under ``params``."""
-    model = _Model(sample_rate, spectra.nperseg)
+def predict_master(spectra: Spectra, params: dict, sample_rate: int,
+                   match_eq: str = DEFAULT_MATCH_EQ) -> Target:
+    """What the model predicts for the master's tone and width under ``params`` (whose match
+    EQ gains, if any, are laid out as ``match_eq``)."""
+    model = _Model(sample_rate, spectra.nperseg, match_eq)
     with torch.no_grad():
         p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
         mid_db, side_db, width = model.features(*model.master_powers(
@@ -393,14 +427,15 @@ def predict_master(spectra: Spectra, params: dict, sample_rate: int) -> Target:
 
 def fit_master_tone(spectra: Spectra, target: Target, start: dict, sample_rate: int,
                     steps: int = 300, device: str = "cpu",
-                    init: dict | None = None) -> tuple[dict, float]:
+                    init: dict | None = None,
+                    match_eq: str = DEFAULT_MATCH_EQ) -> tuple[dict, float]:
     """Fit the master EQ gains, the match EQ's gains (returned under ``"graphic"``), the width
     and, when the target has a side, the side EQ's gains (``"side_graphic"``) and the widener's
     power relative to the mid (``"widener"``), so the master's tone and width match
     ``target``.  The fit is regularised toward ``start`` and begins at ``init`` (default:
-    ``start``)."""
+    ``start``).  ``match_eq``: the layout of both match EQs (a :data:`MATCH_EQS` name)."""
     with _on(device):
-        return _fit_master_tone(spectra, target, start, sample_rate, steps, init)
+        return _fit_master_tone(spectra, target, start, sample_rate, steps, init, match_eq)
 
 
 def _graphic_raw(values, n: int, bound: float) -> torch.Tensor:
@@ -409,9 +444,9 @@ def _graphic_raw(values, n: int, bound: float) -> torch.Tensor:
     return torch.atanh((g0 / bound).clamp(-0.999, 0.999)).clone().requires_grad_()
 
 
-def _smooth_cost(g: torch.Tensor) -> torch.Tensor:
+def _smooth_cost(g: torch.Tensor, layout: MatchEQ = MATCH_EQS[DEFAULT_MATCH_EQ]) -> torch.Tensor:
     """Small and smooth (``g`` normalised by its bound): a tilt or a bump, not a comb."""
-    return 0.01 * g.pow(2).sum() + 0.1 * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
+    return layout.size * g.pow(2).sum() + layout.curve * (g[2:] - 2 * g[1:-1] + g[:-2]).pow(2).sum()
 
 
 # the widener's power is fitted on a dB scale, -100 dB up to WIDENER_MAX (Adam's steps are even)
@@ -430,16 +465,18 @@ def _widener_raw(power: float | None) -> torch.Tensor:
     return torch.tensor(value, dtype=torch.float64, requires_grad=True)
 
 
-def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
-    model = _Model(sample_rate, spectra.nperseg)
+def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None,
+                     match_eq=DEFAULT_MATCH_EQ):
+    model = _Model(sample_rate, spectra.nperseg, match_eq)
+    layout = model.match_eq
     specs = spec_index(MASTER_SPECS)
     mid, side = model.summarise(spectra.mid), model.summarise(spectra.side)
     start = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()}
     names = list(EQ_GAIN_KEYS) + (["width"] if target.width_db is not None else [])
     first = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in (init or start).items()}
     raw = {k: _unbounded(specs[k], first[k]).clone().requires_grad_() for k in names}
-    n = len(GRAPHIC_CENTRES_HZ)
-    raw["graphic"] = _graphic_raw(first.get("graphic"), n, GRAPHIC_MAX_DB)
+    n = len(layout.centres_hz)
+    raw["graphic"] = _graphic_raw(first.get("graphic"), n, layout.max_db)
     stereo = target.side_db is not None and target.width_db is not None
     # the widener only where the width control alone cannot get there (it adds up to +6 dB)
     widen = stereo and target.width_db > float(model.features(mid, side)[2]) + 20 * np.log10(
@@ -453,7 +490,7 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
     def physical():
         p = dict(start)
         p.update({k: _bounded(specs[k], v) for k, v in raw.items() if k in specs})
-        p["graphic"] = GRAPHIC_MAX_DB * torch.tanh(raw["graphic"])
+        p["graphic"] = layout.max_db * torch.tanh(raw["graphic"])
         if stereo:
             p["side_graphic"] = SIDE_GRAPHIC_MAX_DB * torch.tanh(raw["side_graphic"])
         if widen:
@@ -465,9 +502,9 @@ def _fit_master_tone(spectra, target, start, sample_rate, steps, init=None):
         loss = model.loss(*model.master_powers(p, mid, side), target, side_weight=0.25)
         # pulled toward the start (neutral, or the network's proposal)
         reg = sum(((p[k] - start[k]) / 6).pow(2) for k in EQ_GAIN_KEYS) * 0.02
-        reg = reg + _smooth_cost(p["graphic"] / GRAPHIC_MAX_DB)
+        reg = reg + _smooth_cost(p["graphic"] / layout.max_db, layout)
         if stereo:
-            reg = reg + _smooth_cost(p["side_graphic"] / SIDE_GRAPHIC_MAX_DB)
+            reg = reg + _smooth_cost(p["side_graphic"] / SIDE_GRAPHIC_MAX_DB, layout)
         if widen:
             on = (torch.tanh(raw["widener"]) + 1) / 2  # 0 (off) .. 1 (WIDENER_MAX)
             reg = reg + WIDENER_COST * p["widener"] + WIDENER_ON_COST * on
