@@ -49,6 +49,10 @@ from .errors import AutomixError
 PARTIAL_EXIT = 3
 DEFAULT_WINDOW_LU = 3.0
 DEFAULT_ALBUM_LUFS = -14.0
+# The album's master match EQ: one peak band per 1/3-octave analysis band, so every song lands
+# on the album curve band by band (the half-octave EQ of a single master follows only its
+# outline: 5-6 dB of tonal spread was left across an album, more than half of Matchering's)
+ALBUM_MATCH_EQ = "third-octave"
 LIST_SUFFIXES = (".txt", ".m3u", ".m3u8", ".list")
 
 
@@ -157,9 +161,10 @@ def analyse_song(song: Song, work_dir: str, reference: str | None, mix_options: 
 
 
 def master_song(song: Song, mix_path: str, goal: dict, ceiling: float, amounts, codecs,
-                out_dir: str, bit_depth, formats) -> dict:
+                out_dir: str, bit_depth, formats, match_eq: str = ALBUM_MATCH_EQ) -> dict:
     """One song mastered toward its plan ``goal`` (a reference-features dict) and written as
-    ``out_dir/<name>.wav`` (+ formats, + ``<name>.settings.json``)."""
+    ``out_dir/<name>.wav`` (+ formats, + ``<name>.settings.json``).  ``match_eq``: the
+    master's match EQ layout (:data:`automix.match.MATCH_EQS`)."""
     from . import analysis, codec_safe
     from .api import master_stage, measure_mix, neutral_mix
     from .audio import read_audio, write_audio
@@ -174,7 +179,7 @@ def master_song(song: Song, mix_path: str, goal: dict, ceiling: float, amounts, 
         with codec_safe.configured(codecs) as session:
             master, target, final = master_stage(stereo, sr, goal, mix_features,
                                                  goal["integrated_lufs"], ceiling, amounts,
-                                                 spectra=spectra)
+                                                 spectra=spectra, match_eq=match_eq)
         settings = validate({"format": FORMAT, "version": VERSION, "sample_rate": sr,
                              "tracks": [track], "master": master}, "automix")
         after = analysis.analyze(final, sr)
@@ -364,6 +369,10 @@ def run(args, progress=print) -> int:
     formats = parse_formats(args.formats)
     amounts = Amounts(tone=args.tone, width=args.width, dynamics=args.dynamics,
                       loudness=args.loudness)
+    from .match import MATCH_EQS
+    match_eq = getattr(args, "match_eq", ALBUM_MATCH_EQ)
+    if match_eq not in MATCH_EQS:
+        raise AutomixError(f"--match-eq {match_eq}: choose one of {', '.join(MATCH_EQS)}")
     mine = [s for s in songs if (s.number - 1) % shards == shard - 1]
     from .codecs import DELIVERY_FORMATS
     names = [f"{s.name}{ext}" for s in mine for ext in
@@ -401,7 +410,7 @@ def run(args, progress=print) -> int:
                 [goal_of[s.number] for s, _ in todo], [delivery.ceiling] * len(todo),
                 [amounts] * len(todo), [delivery.codecs] * len(todo),
                 [str(work)] * len(todo), [delivery.bit_depth] * len(todo),
-                [formats] * len(todo)))
+                [formats] * len(todo), [match_eq] * len(todo)))
         by_number = {s.number: r for (s, _), r in zip(todo, results)}
         rows, failed = [], []
         for s, r in zip(songs, found):
@@ -427,6 +436,7 @@ def run(args, progress=print) -> int:
                    (ref_features["integrated_lufs"] if ref_features else DEFAULT_ALBUM_LUFS),
                    "same_loudness": bool(args.same_loudness), "window_lu": args.window,
                    "curve": "reference" if ref_features else "album mean",
+                   "match_eq": match_eq,
                    "ceiling_dbtp": delivery.ceiling, "codecs": list(delivery.codecs),
                    "platform": delivery.platform.name if delivery.platform else None},
                "spread_before": spreads([r["before"] for r in rows]),

@@ -411,6 +411,10 @@ def _add_album_parser(sub) -> None:
     for aspect in ("tone", "width", "dynamics", "loudness"):
         a.add_argument(f"--{aspect}", type=_amount, default=1.0,
                        help=f"how far each song moves toward the album's {aspect}, 0..1")
+    a.add_argument("--match-eq", default="third-octave", metavar="third-octave|half-octave",
+                   help="the masters' match EQ: one band per 1/3 octave, so every song lands "
+                        "on the album curve band by band (default), or the single master's "
+                        "smoother half-octave EQ")
     a.add_argument("--bit-depth", type=_bit_depth, default=None, help="16, 24 (default) or float")
     _add_delivery_options(a)
     a.add_argument("--sequence", action="store_true",
