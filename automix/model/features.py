@@ -37,11 +37,11 @@ def _filters(sample_rate: int, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     return fb, window
 
 
-def log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """``(..., 2, T)`` stereo audio -> ``(..., 2, N_MELS, frames)`` mid/side log-mel in dB."""
+def power_frames(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``(..., 2, T)`` stereo audio -> ``(..., 2, bins, frames)`` mid/side STFT power, scaled so
+    that a full-scale sine reads about 0 dB in its band once :func:`mel_filters` average it."""
     n_fft = frame_length(sample_rate)
-    fb, window = _filters(int(sample_rate), n_fft)
-    fb, window = fb.to(audio.device), window.to(audio.device)
+    window = _filters(int(sample_rate), n_fft)[1].to(audio.device)
     lead = audio.shape[:-2]
     x = audio.reshape(-1, 2, audio.shape[-1]).float()
     ms = torch.stack([x.sum(1) / 2, (x[:, 0] - x[:, 1]) / 2], 1).reshape(-1, x.shape[-1])
@@ -51,9 +51,19 @@ def log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
     # |X|^2 / (sum w^2 * n/2): a full-scale sine reads about 0 dB in its band
     power = spec.real.square() + spec.imag.square()
     power = power * (4.0 / window.square().sum() / n_fft)
-    mel = torch.einsum("nft,fm->nmt", power, fb)
-    db = 10 * torch.log10(mel.clamp_min(10 ** (FLOOR_DB / 10)))
-    return db.reshape(*lead, 2, N_MELS, db.shape[-1])
+    return power.reshape(*lead, 2, *power.shape[-2:])
+
+
+def mel_filters(sample_rate: int) -> torch.Tensor:
+    """``(bins, N_MELS)``: each mel band's column averages the power of its STFT bins."""
+    return _filters(int(sample_rate), frame_length(sample_rate))[0]
+
+
+def log_mel(audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``(..., 2, T)`` stereo audio -> ``(..., 2, N_MELS, frames)`` mid/side log-mel in dB."""
+    power = power_frames(audio, sample_rate)
+    mel = torch.einsum("...ft,fm->...mt", power, mel_filters(sample_rate).to(power.device))
+    return 10 * torch.log10(mel.clamp_min(10 ** (FLOOR_DB / 10)))
 
 
 def log_mel_long(audio: torch.Tensor, sample_rate: int, max_items: int = 1) -> torch.Tensor:

@@ -6,6 +6,9 @@
         -> transformer over [tracks | reference | master] with a padding mask (no positions:
            the tracks are a set, so predictions are order-equivariant)
         -> track head (B, N, len(TRACK_SPECS)), master head (B, len(MASTER_SPECS)), sigmoids
+    optional tone prior (``tone_prior``): each track's low/high shelf gains from its own
+    spectrum shape by a linear map fitted apart (automix/model/tone_prior.py); inference uses
+    them in place of the track head's shelves
 
 ``automix.params.to_physical`` turns the outputs into dB, Hz, ms.  The heads start at the
 parameter defaults (flat EQ, no compression, unity gain) so an untrained model is neutral.
@@ -18,6 +21,7 @@ from torch import nn
 from ..errors import AutomixError
 from ..params import MASTER_SPECS, TRACK_SPECS
 from .features import N_MELS, fader_offsets_db, loudness_offsets_db, reference_balance_db
+from .tone_prior import ShelfPrior
 
 
 class Encoder(nn.Module):
@@ -52,7 +56,7 @@ LOUDNESS_BALANCE_STRENGTH = 0.3  # balance error on 16 LMMS songs, 0.1 / 0.3 / 1
 class AutomixNet(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 6, ff_mult: int = 2,
                  dropout: float = 0.0, relative_faders: bool = False, fader_balance: str = "mel",
-                 fader_deviation: float = 1.0):
+                 fader_deviation: float = 1.0, tone_prior: bool = False):
         super().__init__()
         # relative_faders: the gain head predicts each fader from a balance point instead of
         # from the raw stem level; fader_balance says which: "mel", every stem at the median
@@ -69,7 +73,10 @@ class AutomixNet(nn.Module):
             raise AutomixError(f"model.fader_balance={fader_balance!r}: choose {', '.join(FADER_BALANCES)}")
         self.config = {"dim": dim, "depth": depth, "heads": heads, "ff_mult": ff_mult,
                        "dropout": dropout, "relative_faders": bool(relative_faders),
-                       "fader_balance": fader_balance, "fader_deviation": float(fader_deviation)}
+                       "fader_balance": fader_balance, "fader_deviation": float(fader_deviation),
+                       "tone_prior": bool(tone_prior)}
+        # not trained with the rest: fitted in closed form by training/tone_prior.py
+        self.tone_prior = ShelfPrior() if tone_prior else None
         self.encoder = Encoder(dim)
         self.kind = nn.Embedding(3, dim)  # 0 track, 1 reference, 2 master
         self.stereo = nn.Embedding(2, dim)

@@ -8,6 +8,7 @@ import torch
 from ..params import MASTER_SPECS, TRACK_SPECS, to_physical
 from .features import log_mel_long
 from .net import AutomixNet
+from .tone_prior import SHELF_HZ, SHELF_Q
 
 MAX_SECONDS = 40.0  # the statistics of a longer song come from evenly spaced excerpts
 EXCERPTS = 4
@@ -48,6 +49,12 @@ def predict_from_mels(model: AutomixNet, stem_mels: torch.Tensor, is_stereo, ref
     offsets = model.fader_offsets(stem_mels[None], mask, reference_mel[None])[0]
     learned, scale = tp["gain_db"], float(model.config.get("fader_deviation", 1.0))
     tp["gain_db"] = learned.mean() + scale * (learned - learned.mean()) + offsets.double()
+    if model.tone_prior is not None:  # the shelves from each stem's own spectrum shape
+        low_high = model.tone_prior(stem_mels)
+        for slot, freq, gain in zip(("eq1_lowshelf", "eq5_highshelf"), SHELF_HZ, low_high.unbind(-1)):
+            tp[f"{slot}.freq_hz"] = torch.full_like(gain, freq)
+            tp[f"{slot}.q"] = torch.full_like(gain, SHELF_Q)
+            tp[f"{slot}.gain_db"] = gain
     mp = {k: v[0] for k, v in to_physical(master.double(), MASTER_SPECS).items()}
     return tp, mp
 
