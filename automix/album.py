@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,7 +252,8 @@ def album_curve(features: list[dict]) -> dict:
     for part in ("mid_db", "side_db"):
         stack = np.array([f["tonal_balance"][part] for f in features], dtype=np.float64)
         stack[stack <= FLOOR_DB + 1] = np.nan
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a band no song holds (mono songs' side): floored
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(stack, axis=0) if stack.size else np.array([])
         out[part] = [float(v) if np.isfinite(v) else FLOOR_DB for v in mean]
     return out
