@@ -21,6 +21,7 @@ a seeded "mix engineer" change -- a level (-26..-10 LUFS) and a tilt (low and hi
     .venv/bin/python benchmarks/album.py                       # 8 songs x 180 s (the issue's size)
     .venv/bin/python benchmarks/album.py --songs 6 --seconds 40 --source synthetic   # quick
     .venv/bin/python benchmarks/album.py --songs 8 --seconds 60 --source real --parts tone
+    .venv/bin/python benchmarks/album.py --songs 8 --seconds 60 --source real --parts fit-time
 """
 from __future__ import annotations
 
@@ -251,15 +252,48 @@ def run_matchering(songs, out: Path) -> tuple[float, list[Path]] | None:
     return wall, results
 
 
+def fit_times(songs, repeats: int = 2) -> dict:
+    """Seconds of the master tone fit (automix.match.fit_master_tone, 300 steps, one thread)
+    per song with each match EQ layout, the layouts interleaved (a shared machine drifts)."""
+    import torch
+
+    from automix.audio import to_stereo
+    from automix.mastering import measure_mix
+    from automix.match import MATCH_EQS, Target, fit_master_tone, predict_master
+    from automix.params import MASTER_SPECS, defaults
+
+    torch.set_num_threads(1)
+    x, sr = sf.read(REFERENCE, always_2d=True)
+    ref = analysis.analyze(to_stereo(x.T), sr)
+    start = defaults(MASTER_SPECS, (), torch.float64)
+    times = {name: [] for name in MATCH_EQS}
+    for path in songs:
+        audio, sr = sf.read(path, always_2d=True)
+        features, spectra = measure_mix(audio.T, sr)
+        target = predict_master(spectra, start, sr).moved(Target.of(ref), Target.of(features),
+                                                          1.0, 1.0)
+        for _ in range(repeats):
+            for name in times:
+                t0 = time.perf_counter()
+                fit_master_tone(spectra, target, start, sr, match_eq=name)
+                times[name].append(time.perf_counter() - t0)
+    out = {name: {"median_s": round(float(np.median(t)), 3), "fits": len(t)}
+           for name, t in times.items()}
+    out["ratio_third_to_half"] = round(out["third-octave"]["median_s"]
+                                       / out["half-octave"]["median_s"], 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--songs", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=180.0)
     ap.add_argument("--source", choices=("synth", "synthetic", "real"), default="synth")
-    ap.add_argument("--parts", choices=("all", "tone"), default="all",
+    ap.add_argument("--parts", choices=("all", "tone", "fit-time"), default="all",
                     help="tone: only the spreads of automix album --same-loudness (codec loop "
                          "off; its third-octave match EQ and the half-octave one) and "
-                         "Matchering's")
+                         "Matchering's); fit-time: only the master tone fit's time per song "
+                         "with each match EQ layout")
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "cache" / "album"))
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -267,6 +301,9 @@ def main() -> None:
     work = Path(args.work) / f"{args.source}-{args.songs}x{args.seconds:g}"
     global SNAPSHOT
     songs = make_album(args.songs, args.seconds, args.source, work)
+    if args.parts == "fit-time":
+        print(json.dumps(fit_times(songs), indent=1))
+        return
     SNAPSHOT = snapshot(work)
     before = [summarise(p) for p in songs]
     jobs = ["--jobs", str(args.jobs)] if args.jobs else []
