@@ -71,15 +71,16 @@ def shelved_shape(bin_power: np.ndarray, low_db: np.ndarray, high_db: np.ndarray
     return shape_db(mel).numpy()
 
 
-def measure_songs(roots, excluded, log=print) -> list[tuple[str, int, list[np.ndarray]]]:
-    """(song id, sample rate, [mean bin power per audible stem]) for every song kept."""
+def measure_songs(roots, excluded, log=print, only=None) -> list[tuple[str, int, list[np.ndarray]]]:
+    """(song id, sample rate, [mean bin power per audible stem]) for every song kept (all but
+    ``excluded``; only those named in ``only`` when given)."""
     from training.datasets import scan_generic
 
     skip = {s.lower() for s in excluded}
     songs = []
     for root in roots:
         for song in scan_generic(root):
-            if song.id.lower() in skip:
+            if song.id.lower() in skip or (only is not None and song.id not in only):
                 continue
             powers, rate = [], None
             for stem in song.stems:
@@ -166,6 +167,9 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=64, help="random shelf pairs per stem")
     ap.add_argument("--shelf-db", type=float, default=4.0, help="shelf gains uniform in +-this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--evaluate", nargs="*", default=[],
+                    help="excluded songs to score the fitted prior on (r of --draws shelves per stem; "
+                         "read after the fit, never fitted on)")
     a = ap.parse_args(argv)
     try:
         if Path(a.out).resolve() == Path(a.checkpoint).resolve():
@@ -186,8 +190,19 @@ def main(argv=None) -> int:
         fit = {"alpha": float(alpha), "cv_r_low": scores[alpha][0], "cv_r_high": scores[alpha][1],
                "songs": len(songs), "stems": int(sum(len(s[2]) for s in songs)),
                "draws": int(a.draws), "shelf_db": float(a.shelf_db)}
-        save_checkpoint(a.out, model, tone_prior_fit=fit)
+        kept = {k: v for k, v in base.items()  # the network's own provenance travels along
+                if k not in ("format", "version", "spec_version", "model_config", "model", "tone_prior_fit")}
+        save_checkpoint(a.out, model, **kept, tone_prior_fit=fit)
         print(f"wrote {a.out}: alpha {alpha:g}, {fit['stems']} stems of {fit['songs']} songs")
+        if a.evaluate:
+            unknown = sorted(set(a.evaluate) - set(excluded))
+            if unknown:
+                raise AutomixError(f"--evaluate {unknown[0]}: only excluded songs can be scored")
+            held = measure_songs(a.roots, [], log=lambda m: None, only=set(a.evaluate))
+            xh, yh, _ = draw(held, a.draws, a.shelf_db, a.seed + 1)
+            pred = xh @ w + b
+            print(f"evaluated on {len(held)} excluded songs ({sum(len(s[2]) for s in held)} stems): "
+                  f"r low {pearson(pred[:, 0], yh[:, 0]):.3f} high {pearson(pred[:, 1], yh[:, 1]):.3f}")
         return 0
     except AutomixError as exc:
         print(f"tone_prior: error: {exc}", file=sys.stderr)
