@@ -84,7 +84,7 @@ BUMPS = [(200, 6.0), (400, -6.0), (1250, 5.0), (1600, -5.0), (5000, 6.0)]
 
 
 def test_fine_match_eq_flattens_third_octave_bumps_when_rendered():
-    mix, flat = _bumped_noise(8.0, BUMPS)
+    mix, flat = _bumped_noise(5.0, BUMPS)
     reference = analysis.analyze(flat, SR)
     target = np.array(reference["tonal_balance"]["mid_db"])
     features, spectra = measure_mix(mix, SR)
@@ -111,7 +111,7 @@ def test_album_songs_of_different_tones_end_on_one_curve(tmp_path, capsys):
                 [(250, -6.0), (1000, 6.0), (8000, -5.0)],
                 [(100, -4.0), (500, 5.0), (2000, -6.0), (6300, 5.0)]]
     for i, (bumps, tilt) in enumerate(zip(patterns, (1.0, -1.0, 0.0))):
-        mix, _ = _bumped_noise(6.0, bumps, seed=i, tilt=tilt)
+        mix, _ = _bumped_noise(4.0, bumps, seed=i, tilt=tilt)
         songs.append(tmp_path / "mixes" / f"song{i}.wav")
         sf.write(songs[-1], (mix * 10 ** (-4 * i / 20)).T, SR, subtype="FLOAT")
     out = tmp_path / "album"
