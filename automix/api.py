@@ -537,7 +537,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         timeline = None
     # after the time plan: the send levels are calibrated on the strips as they will render
     # (EQ, compressor, lanes, groups: automix.space)
-    notes += _add_space(settings, st, ref_features, sr, space, say)
+    notes += _add_space(settings, st, ref_features, sr, space, say, amounts.width)
     st.reference = None
     say("rendering the mix")
     printed = {} if export_stems else None
@@ -646,7 +646,7 @@ def _mix_arrays(stems: dict, reference, sample_rate, **kwargs) -> Result:
 
 
 def _add_space(settings: dict, st: _Stems, ref_features: dict, sr: int, space: float,
-               say) -> list:
+               say, width_amount: float = 1.0) -> list:
     """The reverb send bus and sends (:mod:`automix.space`) added to ``settings``; its notes."""
     from .space import plan_space
 
@@ -658,7 +658,8 @@ def _add_space(settings: dict, st: _Stems, ref_features: dict, sr: int, space: f
     buses, sends, notes, _ = plan_space(
         ref_features.get("ambience"), settings,
         {n: st.read(p, sr) for n, p in zip(st.names, st.paths)}, sr, amount=space, bus_name=bus,
-        ref_plr_db=_sample_plr(ref_features))
+        ref_plr_db=_sample_plr(ref_features), ref_width_db=ref_features.get("width_db"),
+        width_amount=width_amount)
     if buses:
         settings["buses"] = settings.get("buses", []) + buses
         settings["sends"] = settings.get("sends", []) + sends

@@ -48,6 +48,12 @@ track strips, lanes and groups, as they will render).  Output: settings.json ``b
    lower a PLR but never raise it, so only levels whose excerpt PLR (sample peak - BS.1770
    integrated loudness of ``D + g R``, exact for any ``g``: :class:`_PlrProbe`) stays at or
    above ``min(PLR(D) - PLR_TOLERANCE_DB, reference's + PLR_MARGIN_DB)`` are candidates.
+   The PLR is read as the master's stereo stage will leave the mix: its side brought to the
+   reference's width (scaled by the job's width amount), by a side gain within the master's
+   range and then, on a near-mono mix, the master's widener (the mid delayed 15 ms).  Read on
+   the mix as it is, a reverb that filled a near-mono mix's side got that side raised by
+   ~13 dB in the master, in place of the widener's delayed mid, whose peaks add to the mid's:
+   the mix's PLR moved 0.09 dB, the master's 1.0 dB (Greshz-CoolSnip, benchmarks/space.py).
 8. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
    energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
    energy); 0 gives no bus.
@@ -76,7 +82,8 @@ MIN_SEND_DB = -10.0      # a stem that would need less than this gets no send
 RT_WEIGHT_DB = 6.0       # in the level's cost: an octave of RT60 error weighs as 6 dB
 FLOOR_RT60_S = 0.2       # the blind estimator's floor (a band with no reading counts as this)
 MONO_COHERENCE = 0.99
-PLR_TOLERANCE_DB = 0.1   # the reverb may always lower the mix's PLR this much
+PLR_TOLERANCE_DB = 0.05  # the reverb may always lower the mix's PLR this much (read through the
+                         # master's stereo stage; its tone fit then roughly doubles it)
 PLR_MARGIN_DB = 0.5      # and otherwise down to the reference's + this (the master's own loss)
 DRY_NAMES = re.compile(r"bass|sub|kick", re.I)
 DEFAULT_RATIOS = {"low": 1.8 / 1.5, "high": 0.8 / 1.5}
@@ -236,43 +243,113 @@ def flat_settings(names: list[str], gains_db: list[float], pans: list[float],
 
 
 class _PlrProbe:
-    """PLR (sample peak dB - BS.1770 integrated loudness) of ``D + g R`` for any ``g``: the
-    K-weighting is linear, so each gating block's mean square is ``m_D + g^2 m_R + g m_X``
-    with the cross term from the blocks of ``D + R``.  The peak is exact: per block of
-    :attr:`BLOCK` samples ``max |D| + g max |R|`` bounds the block's peak, and only the blocks
-    whose bound reaches the best block's exact peak are measured."""
+    """PLR (sample peak dB - BS.1770 integrated loudness) of the mix ``D + g R`` for any ``g``,
+    read as the master's stereo stage will leave it (module doc, 7).
+
+    With mid ``m = m_D + g m_R`` and side ``s = s_D + g s_R`` of the mix, the master's stereo
+    stage (:func:`automix.match.fit_master_tone`) brings the side/mid energy ratio to the
+    reference's ``rho``: first by a side gain ``k = sqrt(rho E_m / E_s)``, within the master's
+    range ``[0, 2 x 10^(9/20)]`` (its width up to 2, its side EQ up to +9 dB), then, for what
+    is still missing, by its widener, the mid delayed ``WIDENER_DELAY_MS`` added to the side at
+    power ``w^2 = min(rho - k^2 E_s / E_m, WIDENER_MAX)``.  The image is ``L, R = m +- (k s + w m')``
+    (``m'`` the delayed mid); ``ref_width_db`` None: ``k = 1, w = 0`` (the mix as it is).
+
+    Exact for any ``g`` from one pass: the K-weighting is linear and ``L^2 + R^2 = 2 (m^2 +
+    side^2)`` (the mid/side cross terms cancel), so each gating block's mean square is a
+    quadratic form in ``(1, g)`` for the mid and in ``(k, k g, w, w g)`` for the side, over the
+    blocks' Gram matrices of the six K-weighted parts.  The peak ``max(|L|, |R|) = |m| +
+    |side|`` is exact: per block of :attr:`BLOCK` samples the sum of the parts' maxima bounds
+    it, and only the blocks whose bound reaches the best block's exact peak are measured."""
 
     BLOCK = 512
 
-    def __init__(self, dry: np.ndarray, ret: np.ndarray, sample_rate: int):
+    def __init__(self, dry: np.ndarray, ret: np.ndarray, sample_rate: int,
+                 ref_width_db: float | None = None, width_amount: float = 1.0):
         from . import analysis as an
+        from .match import WIDENER_DELAY_MS
 
-        kd, kr = an.k_weight(dry, sample_rate), an.k_weight(ret, sample_rate)
-        ms = [an._Hops.of(x, sample_rate).window_mean_squares(an.BLOCK_S)
-              for x in (kd, kr, kd + kr)]
-        self.md, self.mr, self.mx = ms[0], ms[1], ms[2] - ms[0] - ms[1]
+        # the parts: mids of D and R, sides of D and R (a mono part has no side)
+        parts = np.stack([(dry[0] + dry[-1]) / 2, (ret[0] + ret[-1]) / 2,
+                          (dry[0] - dry[-1]) / 2, (ret[0] - ret[-1]) / 2])
+        self.rho = None if ref_width_db is None or width_amount <= 0 else \
+            10 ** (float(ref_width_db) / 10)
+        self.amount = float(width_amount)
+        # plain energies (the width's measure, analysis.stereo_width_db) as (1, g) forms
+        self.em, self.es = parts[:2] @ parts[:2].T, parts[2:] @ parts[2:].T
+        weighted = an.k_weight(parts, sample_rate)
+        # the widener's parts, the mids delayed (the K-weighting commutes with the delay), when
+        # the dry mix needs the widener (a return brings side of its own: it only lowers that)
+        self.widens = self.rho is not None and self.stage(0.0)[1] > 0
+        if self.widens:
+            delay = min(int(round(WIDENER_DELAY_MS * sample_rate / 1000)), parts.shape[1])
+            shift = lambda x: np.pad(x[..., :x.shape[-1] - delay],  # noqa: E731
+                                     [(0, 0)] * (x.ndim - 1) + [(delay, 0)])
+            parts = np.concatenate([parts, shift(parts[:2])])
+            weighted = np.concatenate([weighted, shift(weighted[:2])])
+
+        def ms(x):
+            return an._Hops.of(x[None], sample_rate).window_mean_squares(an.BLOCK_S)
+
+        def gram(rows):   # per block: 2 a.b = |a + b|^2 - |a|^2 - |b|^2
+            own = [ms(weighted[i]) for i in rows]
+            g = np.empty((len(rows), len(rows), own[0].size))
+            for a, i in enumerate(rows):
+                g[a, a] = own[a]
+                for b in range(a + 1, len(rows)):
+                    g[a, b] = g[b, a] = (ms(weighted[i] + weighted[rows[b]]) - own[a] - own[b]) / 2
+            return g
+
+        self.gm = gram([0, 1])
+        self.gs = gram([2, 3, 4, 5] if self.widens else [2, 3])
         self.gated = an._gated_loudness
         b = self.BLOCK
-        pad = -dry.shape[1] % b
-        shape = (dry.shape[0], -1, b)
-        self.d = np.pad(dry, ((0, 0), (0, pad))).astype(np.float32).reshape(shape)
-        self.r = np.pad(ret, ((0, 0), (0, pad))).astype(np.float32).reshape(shape)
-        self.dmax = np.abs(self.d).max(axis=(0, 2))
-        self.rmax = np.abs(self.r).max(axis=(0, 2))
+        pad = -parts.shape[1] % b
+        blocks = np.pad(parts, ((0, 0), (0, pad))).astype(np.float32).reshape(len(parts), -1, b)
+        self.mb, self.sb = blocks[:2], blocks[2:]
+        self.mmax, self.smax = np.abs(self.mb).max(axis=2), np.abs(self.sb).max(axis=2)
 
-    def peak(self, gain: float) -> float:
-        bound = self.dmax + gain * self.rmax
-        best = int(np.argmax(bound))
-        g = np.float32(gain)
-        low = float(np.abs(self.d[:, best] + g * self.r[:, best]).max())
-        maybe = np.flatnonzero(bound > low)
-        if maybe.size:
-            low = max(low, float(np.abs(self.d[:, maybe] + g * self.r[:, maybe]).max()))
-        return low
+    def stage(self, gain: float) -> tuple[float, float]:
+        """The master's side gain ``k`` and widener amplitude ``w`` for the mix at ``gain``."""
+        if self.rho is None:
+            return 1.0, 0.0
+        from .match import SIDE_GRAPHIC_MAX_DB, WIDENER_MAX
+        from .params import MASTER_SPECS
+
+        v = np.array([1.0, gain])
+        em, es = float(v @ self.em @ v), float(v @ self.es @ v)
+        if em <= 0:
+            return 1.0, 0.0
+        width_max = next(s.maximum for s in MASTER_SPECS if s.name == "width")
+        k_max = width_max * 10 ** (SIDE_GRAPHIC_MAX_DB / 20)
+        # the width the master aims at: the reference's, moved by the width amount (in dB)
+        rho = self.rho ** self.amount * (es / em) ** (1 - self.amount) if es > 0 else self.rho
+        k = min(k_max, math.sqrt(rho * em / es)) if es > 0 else k_max
+        w2 = min(max(rho - k * k * es / em, 0.0), WIDENER_MAX)
+        return k, math.sqrt(w2)
 
     def __call__(self, gain: float) -> float:
-        ms = np.maximum(self.md + gain * gain * self.mr + gain * self.mx, 0.0)
-        return 20 * math.log10(max(self.peak(gain), 1e-12)) - self.gated(ms)
+        k, w = self.stage(gain)
+        cm = np.array([1.0, gain])
+        cs = np.array([k, k * gain, w, w * gain])[:len(self.gs)]
+        ms = 2 * (np.einsum("i,ijn,j->n", cm, self.gm, cm)
+                  + np.einsum("i,ijn,j->n", cs, self.gs, cs))
+        return 20 * math.log10(max(self.peak(cm, cs), 1e-12)) - self.gated(np.maximum(ms, 0.0))
+
+    def peak(self, cm: np.ndarray, cs: np.ndarray) -> float:
+        """``max |m| + |side|`` over the samples (the larger of |L|, |R|)."""
+        bound = np.abs(cm) @ self.mmax + np.abs(cs) @ self.smax
+        best = int(np.argmax(bound))
+
+        def exact(idx):
+            m = np.tensordot(cm.astype(np.float32), self.mb[:, idx], axes=1)
+            s = np.tensordot(cs.astype(np.float32), self.sb[:, idx], axes=1)
+            return float((np.abs(m) + np.abs(s)).max())
+
+        low = exact([best])
+        maybe = np.flatnonzero(bound > low)
+        if maybe.size:
+            low = max(low, exact(maybe))
+        return low
 
 
 WIDTHS = np.linspace(0.0, 1.0, 21)
@@ -321,10 +398,13 @@ def _width_for(ref_coh: float, dry: np.ndarray, m_ret: np.ndarray, s_ret: np.nda
 
 def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: int,
                amount: float = 1.0, bus_name: str = BUS,
-               ref_plr_db: float | None = None) -> tuple[list, list, list[str], dict]:
+               ref_plr_db: float | None = None, ref_width_db: float | None = None,
+               width_amount: float = 1.0) -> tuple[list, list, list[str], dict]:
     """``(buses, sends, notes, info)`` for ``settings`` (module doc; ``stems``: track name ->
     audio; ``ref_plr_db``: the reference's PLR by its sample peak, the floor of the mix's,
-    None: no floor); no
+    None: no floor; ``ref_width_db``, ``width_amount``: the reference's width and the job's
+    width amount, for the master's stereo stage the floor reads the mix through, None: the
+    mix as it is); no
     buses when the reference reads dry, the stems are as wet already, or ``amount`` is 0.
     ``info``: the calibration's readings (for benchmarks and tests)."""
     info: dict = {}
@@ -463,11 +543,12 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
 
     # the PLR floor: a reverb makes the mix denser (loudness up, peaks barely), and the master
     # can lower a PLR (limiter, compressor, its EQ) but never raise it, so the sends stop where
-    # the excerpt's PLR would fall under min(the dry mix's - PLR_TOLERANCE_DB, the
-    # reference's + PLR_MARGIN_DB): a dry mix denser than that keeps its PLR
+    # the excerpt's PLR, read as the master's stereo stage will widen the mix (_PlrProbe),
+    # would fall under min(the dry mix's - PLR_TOLERANCE_DB, the reference's +
+    # PLR_MARGIN_DB): a dry mix denser than that keeps its PLR
     ok = lambda v: True   # noqa: E731
     if ref_plr_db is not None:
-        plr = _PlrProbe(dry, ret, sample_rate)
+        plr = _PlrProbe(dry, ret, sample_rate, ref_width_db, width_amount)
         floor = min(plr(0.0) - PLR_TOLERANCE_DB, float(ref_plr_db) + PLR_MARGIN_DB)
         info["plr_floor_db"] = floor
         ok = lambda v: plr(10 ** (v / 20)) >= floor   # noqa: E731  (not monotonic in g)

@@ -19,8 +19,9 @@ Each reference is matched twice from the heuristic start (``model=None``, ``--re
 band as |log2 ratio|, a band the mix does not read while the reference does counts as the ratio
 to 0.2 s, the estimator's floor; early/late proxy |dB|; coherence |difference|, means over bands)
 and the other metrics of automix.analysis on the master (tonal mid/side error dB, width error
-dB, PLR error dB).  ``--speed``: also the fit's own cost (automix.space.plan_space) on 8
-synthetic stems x 3 min at 44.1 kHz.
+dB, PLR error dB; each row also keeps the PLR of the mix, the master and the reference).
+``--speed``: also the fit's own cost (automix.space.plan_space) on 8 synthetic stems x 3 min
+at 44.1 kHz.
 """
 from __future__ import annotations
 
@@ -122,6 +123,10 @@ def run_song(name: str, data: Path, seconds: float, steps: int) -> list[dict]:
                 "tonal_side_db": analysis.tonal_error_db(an, ref_an, "side"),
                 "width_db": analysis.width_error_db(an, ref_an),
                 "plr_db": analysis.plr_error_db(an, ref_an),
+                # the PLR's path: the mix's, the master's, the reference's (dB)
+                "plr_mix_master_ref": [round(float(r.analysis["mix"]["plr_db"]), 2),
+                                       round(float(an["plr_db"]), 2),
+                                       round(float(ref_an["plr_db"]), 2)],
             })
             print(json.dumps({k: v for k, v in rows[-1].items()
                               if k not in ("ref_ambience", "mix_ambience")}), flush=True)
@@ -131,7 +136,8 @@ def run_song(name: str, data: Path, seconds: float, steps: int) -> list[dict]:
 def speed(rounds: int = 3) -> dict:
     """The fit's cost on 8 synthetic stems x 3 min, 44.1 kHz (a reverberant reference), with
     the strips of benchmarks/speed_space.py (EQ, compressor, fader, pan: the calibration
-    renders them) and the reference's PLR (the send cap)."""
+    renders them) and the reference's PLR and width (the send cap, read through the master's
+    stereo stage)."""
     from automix.space import plan_space
     from benchmarks.speed_space import NAMES, configurations
 
@@ -149,7 +155,7 @@ def speed(rounds: int = 3) -> dict:
     for _ in range(rounds):
         t0 = time.process_time()
         w0 = time.time()
-        plan_space(ref_amb, settings, stems, sr, ref_plr_db=12.0)
+        plan_space(ref_amb, settings, stems, sr, ref_plr_db=12.0, ref_width_db=-6.0)
         times.append((time.time() - w0, time.process_time() - t0))
     return {"wall_s": min(t[0] for t in times), "cpu_s": min(t[1] for t in times)}
 

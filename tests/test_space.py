@@ -136,6 +136,26 @@ def test_wet_reference_gets_matching_reverb_and_rerenders_bit_exactly(session, t
     assert 20 * math.log10(true_peak_linear(r.master)) <= -1.0 + 1e-6
 
 
+def test_near_mono_mix_master_plr_no_further_with_space(tmp_path):
+    """One mono stem against a wide reverberant reference: the mix is near mono, so the master
+    widens it with its widener (the mid delayed, whose peaks add to the mid's).  A reverb
+    filling the side takes the widener's place in the master; read on the mix alone, the PLR
+    floor let through sends that moved the mix's PLR by a few hundredths of a dB and the
+    master's by a whole one (Greshz-CoolSnip).  Read through the master's stereo stage, the
+    job's master PLR is no further from the reference's with space than without."""
+    a = notes(20, 61)
+    (tmp_path / "st").mkdir()
+    sf.write(tmp_path / "st" / "lead.wav", a, SR, subtype="FLOAT")
+    sf.write(tmp_path / "wet.wav", wet(a, 1.5, seed=12).T, SR, subtype="FLOAT")
+    out = {sp: automix.mix(tmp_path / "st", tmp_path / "wet.wav", model=None, refine_steps=10,
+                           space=sp) for sp in (0.0, 1.0)}
+    dry = out[0.0]
+    assert dry.analysis["mix"]["width_db"] < -40 and dry.settings["master"].get("widener")
+    ref_plr = dry.analysis["reference"]["plr_db"]
+    miss = {sp: abs(r.analysis["master"]["plr_db"] - ref_plr) for sp, r in out.items()}
+    assert miss[1.0] <= miss[0.0] + 0.05, miss
+
+
 def test_wet_stem_gets_less_send_than_dry_stem():
     a, b = notes(20, 3), notes(20, 4)
     b_wet = b + wet(b, 1.5, seed=9).mean(axis=0)          # its own reverb, with the direct sound
@@ -281,6 +301,91 @@ def test_plr_probe_matches_the_meter():
         x = dry + g * ret
         want = 20 * math.log10(np.abs(x).max()) - integrated_loudness(x, SR)
         assert probe(g) == pytest.approx(want, abs=1e-4), g
+
+
+def _master_image(x, ref_width_db, amount=1.0, sr=SR):
+    """The mix ``x`` as the module doc says the master's stereo stage leaves it, written out
+    directly: the side/mid energy ratio taken to the reference's (moved by ``amount`` in dB),
+    first by a side gain of at most 2 x 10^(9/20) (width 2, +9 dB of side EQ), then by the mid
+    delayed 15 ms at the power still missing (at most 0.5 of the mid's)."""
+    m, s = (x[0] + x[1]) / 2, (x[0] - x[1]) / 2
+    em, es = float(m @ m), float(s @ s)
+    rho = (10 ** (ref_width_db / 10)) ** amount * (es / em) ** (1 - amount)
+    k = min(2 * 10 ** (9 / 20), math.sqrt(rho * em / es))
+    w = math.sqrt(min(max(rho - k * k * es / em, 0.0), 0.5))
+    d = int(round(0.015 * sr))
+    side = k * s + w * np.concatenate([np.zeros(d), m[:-d]])
+    return np.stack([m + side, m - side]), k, w
+
+
+def test_plr_probe_reads_the_mix_through_the_masters_stereo_stage():
+    """With the reference's width, the probe's PLR of D + g R is the meter's on the mix as the
+    master's stereo stage will widen it (written out independently above): a near-mono mix
+    (the widener fills what the side gain cannot), a mix wider than the reference (narrowed),
+    and a width amount of 0.5.  The side gain alone brings the width to the reference's."""
+    from automix.analysis import integrated_loudness, stereo_width_db
+    from automix.space import _PlrProbe
+
+    a, b = notes(12, 41), notes(12, 42)
+    ret = wet(a + b, 1.5, seed=3)
+    cases = {"near mono": (np.stack([a + b, a + 0.999 * b]), -6.0, 1.0),
+             "wide": (np.stack([a + 0.2 * b, 0.3 * a + b]), -12.0, 1.0),
+             "half amount": (np.stack([a + 0.9 * b, a + b]), -4.0, 0.5)}
+    for name, (dry, width, amount) in cases.items():
+        probe = _PlrProbe(dry, ret, SR, width, amount)
+        for g in (0.0, 0.1, 0.4, 1.0):
+            image, k, w = _master_image(dry + g * ret, width, amount)
+            want = 20 * math.log10(np.abs(image).max()) - integrated_loudness(image, SR)
+            assert probe(g) == pytest.approx(want, abs=1e-3), (name, g)
+            assert probe.stage(g) == pytest.approx((k, w), rel=1e-9, abs=1e-6), (name, g)
+            if w == 0 and amount == 1:
+                assert stereo_width_db(image) == pytest.approx(width, abs=1e-6), (name, g)
+    # near mono: the master widens with its widener, whose delayed mid adds to the mid's
+    # peaks; a reverb that fills the side takes its place (raised by the side gain), so the
+    # master's PLR falls by more than half a dB where the mix's does not fall at all (the
+    # floor reads the former; Greshz-CoolSnip in benchmarks/space.py)
+    dry = cases["near mono"][0]
+    plain, master = _PlrProbe(dry, ret, SR), _PlrProbe(dry, ret, SR, -6.0)
+    assert master.stage(0.0)[1] > 0.3 > master.stage(0.1)[1]
+    assert plain(0.1) >= plain(0.0) and master(0.1) < master(0.0) - 0.5
+
+
+@pytest.mark.parametrize("dynamics", [1.0, 0.5])
+def test_master_plr_target_with_a_reverb_return(dynamics):
+    """A reverb return added to a mix changes the mix's PLR; the master's limiter ceiling
+    follows the design with it: ``goal + target_plr`` with ``target_plr = mix_plr + dynamics
+    (reference's - mix_plr)``, the mix's PLR measured here (true peak - BS.1770 loudness),
+    clipped to [ceiling - 6, ceiling] and rounded down to 0.01 dB, so the return moves the
+    ceiling by ``(1 - dynamics)`` x the PLR it moved; the master peaks under it."""
+    from automix.analysis import analyze, integrated_loudness
+    from automix.api import Amounts
+    from automix.dsp.reverb import ReverbState
+    from automix.mastering import master_stage, measure_mix
+
+    a, b = notes(12, 51), notes(12, 52)
+    dry = np.stack([a + 0.5 * b, 0.5 * a + b])
+    rev = {"predelay_ms": 20.0, "rt60_low_s": 1.8, "rt60_mid_s": 1.5, "rt60_high_s": 0.8,
+           "early_late_db": -6.0, "width": 1.0, "hp_hz": 150.0, "lp_hz": 9000.0}
+    mixes = {"dry": dry, "wet": dry + 0.5 * ReverbState(rev, SR).process(dry)}
+    ref = dict(analyze(wet(a + b, 1.0, seed=9), SR), integrated_lufs=-16.0)
+    plr, ceilings = {}, {}
+    for name, mix in mixes.items():
+        plr[name] = 20 * math.log10(true_peak_linear(mix)) - integrated_loudness(mix, SR)
+        features, spectra = measure_mix(mix.astype(np.float32), SR)
+        for ref_plr in (10.0, 11.5):
+            master, goal, final = master_stage(
+                mix, SR, dict(ref, plr_db=ref_plr), features, None, -1.0,
+                Amounts(dynamics=dynamics), refine_steps=5, spectra=spectra)
+            target = plr[name] + dynamics * (ref_plr - plr[name])
+            want = math.floor(100 * float(np.clip(goal + target, -7.0, -1.0)) + 1e-6) / 100
+            assert goal == -16.0 and -7.0 < want < -1.0
+            assert master["limiter"]["ceiling_dbtp"] == pytest.approx(want, abs=0.011), name
+            assert 20 * math.log10(true_peak_linear(final)) <= want + 1e-6
+            ceilings[name, ref_plr] = master["limiter"]["ceiling_dbtp"]
+    assert abs(plr["wet"] - plr["dry"]) > 0.5   # the return moved the mix's PLR
+    for ref_plr in (10.0, 11.5):
+        moved = ceilings["wet", ref_plr] - ceilings["dry", ref_plr]
+        assert moved == pytest.approx((1 - dynamics) * (plr["wet"] - plr["dry"]), abs=0.025)
 
 
 def test_reverb_tail_runs_past_the_last_stem(tmp_path):
