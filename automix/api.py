@@ -431,7 +431,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
         amounts: Amounts | None = None, refine_steps: int = 300, device: str = "cpu",
         model="default", progress=None, on_audio=None, groups: str = "auto",
         export_stems: bool = False, sample_rate: int | None = None, start=None,
-        space: float = 0.0, lead: str = "auto", lead_margin: float | None = None,
+        space: float = 1.0, lead: str = "auto", lead_margin: float | None = None,
         static: bool = False, fade_in: float = 0.0, fade_out: float = 0.0) -> Result:
     """Mix and master a folder of stems to a reference track.
 
@@ -453,7 +453,7 @@ def mix(stems, reference, *, target_lufs: float | None = None, ceiling: float = 
     ref_mel) -> (track params, master params or None)`` (default
     :func:`automix.start.starting_point`: the network's prediction, or the heuristic);
     ``space`` (0..1): how much of the reference's reverberance to add with a reverb send bus
-    (:mod:`automix.space`; 0: none).
+    (:mod:`automix.space`; default 1; 0: none).
 
     Time (docs/time.md, :mod:`automix.timeline`): the song's sections are found and written to
     the settings; ``lead`` (``"auto"``, ``"none"`` or a track name) is kept ``lead_margin`` dB

@@ -453,10 +453,11 @@ def build_mix_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-stems", action="store_true",
                    help="also write stems/NAME.wav: every track outside a group and every "
                         "group, post fader and pan; they sum to mix.wav")
-    p.add_argument("--space", type=_amount, default=0.0, metavar="0..1",
+    p.add_argument("--space", type=_amount, default=1.0, metavar="0..1",
                    help="reverb of the reference's kind added by a send bus, set so the mix's "
-                        "ambience follows the reference's (default 0: off, docs/space.md says why; "
-                        "each send moves by 10*log10(space) dB; a dry reference gives a dry mix)")
+                        "ambience follows the reference's (default 1; 0: no sends; each send moves "
+                        "by 10*log10(space) dB; a dry reference or stems already as wet as the "
+                        "reference give no bus)")
     p.add_argument("--lead", type=_lead, default="auto", metavar="NAME|none|auto",
                    help="the stem kept on top by a rider lane on its fader (default auto: found "
                         "from names and audio; none: no rider)")

@@ -214,11 +214,13 @@ def plot_decay(ax_rt, ax_el, decay: dict) -> None:
     for ax, key, title, unit in ((ax_rt, "rt60", "decay per band (blind RT60)", "s"),
                                  (ax_el, "early_late", "early/late per band (lower = wetter)",
                                   "dB")):
+        drawn = 0
         for name, values in decay[key].items():
             pts = [(f, v) for f, v in zip(x, values) if v is not None]
             style = styles.get(name, dict(color="tab:green", marker="x", ls="--", lw=1.0))
             if pts:
                 ax.semilogx(*zip(*pts), label=name, **style)
+                drawn += 1
         ax.set_xticks(x)
         ax.set_xticklabels([f"{b}\n{f:.0f} Hz" for b, f in zip(decay["bands"], x)])
         ax.minorticks_off()
@@ -226,4 +228,8 @@ def plot_decay(ax_rt, ax_el, decay: dict) -> None:
         ax.set_ylabel(unit)
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if drawn:
+            ax.legend(fontsize=8)
+        else:  # too short or too dense a signal for a blind decay reading
+            ax.text(0.5, 0.5, "no reading", transform=ax.transAxes, ha="center", va="center",
+                    color="0.5")

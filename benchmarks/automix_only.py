@@ -1,7 +1,7 @@
 """automix alone on the real-music benchmark's cached mixing/mastering cases, in-process.
 
     .venv/bin/python benchmarks/automix_only.py master|mix [--model PATH|none] [--ceiling DBTP]
-        [--groups auto|none]
+        [--groups auto|none] [--space 0..1]
 
 A quick re-measure of automix's quality after a change, without re-running the baselines
 (Matchering's numbers do not change): prints per-case and mean errors against the reference
@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ceiling", type=float, default=-1.0, help="true-peak ceiling (dBTP)")
     ap.add_argument("--groups", choices=("auto", "none"), default="auto",
                     help="mix: group buses (automix --groups; issue 16: on vs off)")
+    ap.add_argument("--space", type=float, default=0.0, help="mix: automix --space (issue 18)")
     ap.add_argument("--cases", type=Path, default=ROOT / "benchmarks" / "cache" / "cases" / "full-v1")
     args = ap.parse_args(argv)
     model = None if args.model == "none" else args.model
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
             r = automix.master(d / "mix.wav", d / "reference.wav", ceiling=args.ceiling)
         else:
             r = automix.mix(d / "stems", d / "reference.wav", model=model, ceiling=args.ceiling,
-                            groups=args.groups)
+                            groups=args.groups, space=args.space)
         a = r.settings["analysis"]
         m, ref = a["master"], a["reference"]
         row = (analysis.loudness_error_lu(m, ref), m["true_peak_dbtp"],

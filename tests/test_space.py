@@ -445,3 +445,30 @@ def test_width_for_matches_the_closed_form():
     assert _width_for(1.0, np.stack([d, d]), m, s, 0.5, SR) == 0.0
     assert _width_for(0.9, np.stack([d, d]), m, s, 0.5, SR) > \
         _width_for(0.9, np.stack([d, d]), m, s, 1.0, SR)
+
+
+def test_decay_plot_without_any_reading_says_so_without_a_warning():
+    """A reference too short or dense for a blind RT60 has no decay points: the panel says
+    "no reading" instead of an empty legend (matplotlib's warning would reach the user)."""
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from automix.report import plot_decay
+
+    fig, (a, b) = plt.subplots(1, 2)
+    decay = {"bands": ["low", "mid", "high"], "centres_hz": [250.0, 1000.0, 4000.0],
+             "rt60": {"reference": [None, None, None], "mix": [None, None, None]},
+             "early_late": {"reference": [None, None, None]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_decay(a, b, decay)
+    assert [t.get_text() for t in a.texts] == ["no reading"] and a.get_legend() is None
+    decay["rt60"]["mix"] = [0.5, None, 0.4]
+    fig2, (c, d) = plt.subplots(1, 2)
+    plot_decay(c, d, decay)
+    assert [t.get_text() for t in c.get_legend().get_texts()] == ["mix"] and not c.texts
+    plt.close(fig)
+    plt.close(fig2)
