@@ -1,10 +1,11 @@
 """The mastering stage: master chain settings for a mix so the master matches a reference.
 
 Data flow (one way): the mix and its measurements -> the tone fit on spectra
-(:mod:`automix.match`) -> the glue compressor from a loudness-range search -> the pre-limiter
-chain rendered by the block executor -> gain and limiter from the loudness search
-(:mod:`automix.loudness_search`) -> optionally the codec-safe ceiling loop
-(:mod:`automix.codec_safe`).  Used by ``automix``, ``automix master`` and ``automix album``.
+(:mod:`automix.match`) -> the glue compressor from a loudness-range search (and a PLR one when
+the mix through the fitted EQ is denser than the aim) -> the pre-limiter chain rendered by
+the block executor -> gain and limiter from the loudness search (:mod:`automix.loudness_search`)
+-> optionally the codec-safe ceiling loop (:mod:`automix.codec_safe`).  Used by ``automix``,
+``automix master`` and ``automix album``.
 """
 from __future__ import annotations
 
@@ -56,18 +57,28 @@ def _join_faded(pieces: list[np.ndarray], sr: int) -> np.ndarray:
     return np.concatenate([p * fade for p in pieces], axis=1)
 
 
-def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: float) -> dict:
+def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: float,
+                      plr_short_db: float = 0.0) -> dict:
     """Master glue compressor whose measured loudness range comes closest to ``target_lra``
-    (a small search on a 4x-decimated copy; no compression when the mix is already tighter)."""
-    if current_lra <= target_lra + 0.5:
+    (a small search on a 4x-decimated copy; no compression when the mix is already tighter).
+
+    ``plr_short_db`` > 0: the mix's peak-to-loudness ratio is that far under the master's aim,
+    and the candidates are also scored on the PLR they leave missing (1 dB of PLR counts as
+    1 LU of loudness range): a compressor whose attack lets the transients through lowers the
+    loudness more than the peaks."""
+    if current_lra <= target_lra + 0.5 and plr_short_db <= PLR_SHORT_DB:
         return {}
     low = np.ascontiguousarray(mix[:, ::4], dtype=np.float64)  # the statistics survive this
     lsr = sr // 4
-    peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)
+    n = low.shape[1]
+    # the full-rate peak over the 4 samples under each decimated one (the gain holds over them)
+    peaks = np.pad(np.abs(mix).max(axis=0), (0, 4 * n - mix.shape[1])).reshape(n, 4).max(axis=1)
+    peak_db = 20 * np.log10(peaks.max() + 1e-12)
     # the compressor's gain moves slowly against K-weighting: K(compressed) ~ K(low) x gain,
     # so the detector level and the K-weighting are computed once for all candidates
     probe, weighted = CompressorProbe(low), analysis.k_weight(low, lsr)
-    best, best_cost = {}, abs(current_lra - target_lra)
+    plr = peak_db - analysis.loudness_of_weighted(weighted, lsr)
+    best, best_cost = {}, abs(current_lra - target_lra) + max(0.0, plr_short_db)
     for depth in (6.0, 10.0, 14.0, 18.0):
         for ratio in (1.5, 2.0, 3.0, 4.0):
             comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
@@ -75,9 +86,40 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
             gain = probe.gain(comp, lsr)
             lra = analysis.loudness_range(analysis.short_term_loudness_of_weighted(weighted, lsr, gain))
             cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
+            if plr_short_db > 0:  # the PLR the compressor adds: peaks and loudness under one gain
+                added = (20 * np.log10((peaks * gain).max() + 1e-12)
+                         - analysis.loudness_of_weighted(weighted, lsr, gain) - plr)
+                cost += max(0.0, plr_short_db - added)
             if cost < best_cost:
                 best, best_cost = comp, cost
     return best
+
+
+# A master denser than its aim (issue 17, the mixing cases): nothing after the compressor raises
+# the peak-to-loudness ratio (the limiter only lowers it), so when the mix through the master's
+# tone EQ has a PLR further than this under the aim, the glue compressor is chosen for the PLR
+# as well as the loudness range.  The aim is the target PLR, capped by what the true-peak
+# ceiling allows at the loudness goal (ceiling - goal): the ceiling wins over PLR matching.
+PLR_SHORT_DB = 0.5
+
+
+def compressor_for_plr(mix: np.ndarray, master: dict, sr: int, target_lra: float,
+                       plr_aim: float, chosen: dict) -> dict:
+    """The glue compressor for ``master`` (its tone fitted): ``chosen`` (the loudness-range
+    choice) unless ``mix`` through the master's pre-limiter chain without a compressor has a PLR
+    more than PLR_SHORT_DB under ``plr_aim``; then :func:`choose_compressor` on that signal with
+    the shortfall.  Measured after the EQ: it moves a mix's PLR by several dB (a limited mix's
+    flattened peaks grow again through the EQ's phase shifts)."""
+    flat = tidy_master(dict(master, compressor={}, gain_db=0.0), sr)
+    chain, x = MasterPre(flat, sr), np.empty_like(mix, dtype=np.float64)
+    for s in range(0, mix.shape[1], BLOCK):
+        x[:, s:s + BLOCK] = chain.process(mix[:, s:s + BLOCK])
+    short = plr_aim - (20 * np.log10(analysis.true_peak_linear(x) + 1e-12)
+                       - analysis.integrated_loudness(x, sr))
+    if short <= PLR_SHORT_DB:
+        return chosen
+    lra = analysis.loudness_range(analysis.short_term_loudness(x, sr))
+    return choose_compressor(x, sr, target_lra, lra, short)
 
 
 # The loudness goal of an unmastered reference (issue 17 item 3).  A producer's unmastered mix
@@ -183,7 +225,12 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # (rounded down to the 0.01 dB the file keeps: never above the ceiling asked for)
         master["limiter"]["ceiling_dbtp"] = np.floor(100 * float(np.clip(
             goal + target_plr, ceiling - 6.0, ceiling)) + 1e-6) / 100
-        master["compressor"] = compressor.result()
+        if attempt == 0:  # chosen once, on the whole mix through the first fit's EQ
+            comp = compressor.result()
+            if amounts.dynamics > 0 and not (predicted is not None and refine_steps == 0):
+                comp = compressor_for_plr(mix, master, sr, target_lra,
+                                          min(target_plr, ceiling - goal), comp)
+        master["compressor"] = comp
         master["gain_db"] = 0.0
         master = tidy_master(master, sr)  # rendered as settings.json will say it
         pre = np.empty_like(signal)
