@@ -9,6 +9,7 @@ the block executor -> gain and limiter from the loudness search (:mod:`automix.l
 """
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import Future
 
 import numpy as np
@@ -79,19 +80,21 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
     probe, weighted = CompressorProbe(low), analysis.k_weight(low, lsr)
     plr = peak_db - analysis.loudness_of_weighted(weighted, lsr)
     best, best_cost = {}, abs(current_lra - target_lra) + max(0.0, plr_short_db)
-    for depth in (6.0, 10.0, 14.0, 18.0):
-        for ratio in (1.5, 2.0, 3.0, 4.0):
-            comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
-                    "release_ms": 300.0, "knee_db": 6.0, "makeup_db": 0.0}
-            gain = probe.gain(comp, lsr)
-            lra = analysis.loudness_range(analysis.short_term_loudness_of_weighted(weighted, lsr, gain))
-            cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
-            if plr_short_db > 0:  # the PLR the compressor adds: peaks and loudness under one gain
-                added = (20 * np.log10((peaks * gain).max() + 1e-12)
-                         - analysis.loudness_of_weighted(weighted, lsr, gain) - plr)
-                cost += max(0.0, plr_short_db - added)
-            if cost < best_cost:
-                best, best_cost = comp, cost
+    # for PLR also a 1 s release: the bodies stay turned down between onsets
+    releases = (300.0, 1000.0) if plr_short_db > 0 else (300.0,)
+    for depth, ratio, release in itertools.product((6.0, 10.0, 14.0, 18.0), (1.5, 2.0, 3.0, 4.0),
+                                                   releases):
+        comp = {"threshold_db": peak_db - depth, "ratio": ratio, "attack_ms": 30.0,
+                "release_ms": release, "knee_db": 6.0, "makeup_db": 0.0}
+        gain = probe.gain(comp, lsr)
+        lra = analysis.loudness_range(analysis.short_term_loudness_of_weighted(weighted, lsr, gain))
+        cost = abs(lra - target_lra) + 0.05 * ratio + 0.02 * depth
+        if plr_short_db > 0:  # the PLR the compressor adds: peaks and loudness under one gain
+            added = (20 * np.log10((peaks * gain).max() + 1e-12)
+                     - analysis.loudness_of_weighted(weighted, lsr, gain) - plr)
+            cost += max(0.0, plr_short_db - added)
+        if cost < best_cost:
+            best, best_cost = comp, cost
     return best
 
 
