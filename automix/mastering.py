@@ -106,21 +106,31 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
 PLR_SHORT_DB = 0.5
 
 
+def _pre_limiter(mix: np.ndarray, master: dict, sr: int, compressor: dict) -> np.ndarray:
+    """``mix`` through ``master``'s chain before the limiter, with ``compressor``, at gain 0 dB."""
+    chain = MasterPre(tidy_master(dict(master, compressor=compressor, gain_db=0.0), sr), sr)
+    x = np.empty_like(mix, dtype=np.float64)
+    for s in range(0, mix.shape[1], BLOCK):
+        x[:, s:s + BLOCK] = chain.process(mix[:, s:s + BLOCK])
+    return x
+
+
+def _plr_db(x: np.ndarray, sr: int) -> float:
+    return 20 * np.log10(analysis.true_peak_linear(x) + 1e-12) - analysis.integrated_loudness(x, sr)
+
+
 def compressor_for_plr(mix: np.ndarray, master: dict, sr: int, target_lra: float,
                        plr_aim: float, chosen: dict) -> dict:
     """The glue compressor for ``master`` (its tone fitted): ``chosen`` (the loudness-range
-    choice) unless ``mix`` through the master's pre-limiter chain without a compressor has a PLR
-    more than PLR_SHORT_DB under ``plr_aim``; then :func:`choose_compressor` on that signal with
-    the shortfall.  Measured after the EQ: it moves a mix's PLR by several dB (a limited mix's
-    flattened peaks grow again through the EQ's phase shifts)."""
-    flat = tidy_master(dict(master, compressor={}, gain_db=0.0), sr)
-    chain, x = MasterPre(flat, sr), np.empty_like(mix, dtype=np.float64)
-    for s in range(0, mix.shape[1], BLOCK):
-        x[:, s:s + BLOCK] = chain.process(mix[:, s:s + BLOCK])
-    short = plr_aim - (20 * np.log10(analysis.true_peak_linear(x) + 1e-12)
-                       - analysis.integrated_loudness(x, sr))
+    choice) unless ``mix`` through the master's pre-limiter chain with it has a PLR more than
+    PLR_SHORT_DB under ``plr_aim``; then :func:`choose_compressor` on the chain's output without
+    a compressor, with the shortfall.  Measured after the EQ: it moves a mix's PLR by several dB
+    (a limited mix's flattened peaks grow again through the EQ's phase shifts)."""
+    x = _pre_limiter(mix, master, sr, {})
+    short = plr_aim - _plr_db(_pre_limiter(mix, master, sr, chosen) if chosen else x, sr)
     if short <= PLR_SHORT_DB:
         return chosen
+    short = plr_aim - _plr_db(x, sr)  # what the search starts from
     lra = analysis.loudness_range(analysis.short_term_loudness(x, sr))
     return choose_compressor(x, sr, target_lra, lra, short)
 

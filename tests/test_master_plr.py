@@ -47,21 +47,25 @@ def _flat_master() -> dict:
 
 def test_compressor_for_plr_opens_up_a_dense_mix():
     """Short of the aim by more than PLR_SHORT_DB: a compressor is chosen whose exact render
-    raises the PLR by over 2 dB with attack 30 ms (the clicks pass, the tone is turned down);
-    within PLR_SHORT_DB of the aim: the loudness-range choice is kept as it is."""
+    raises the PLR by over 2 dB with attack 30 ms (the clicks pass, the notes' bodies are turned
+    down); a loudness-range choice that already leaves the PLR within PLR_SHORT_DB of the aim,
+    or a mix already there, is kept as it is."""
     from automix.mastering import PLR_SHORT_DB, compressor_for_plr
 
     x = _notes_with_onsets()
     plr = _plr(x)
     lra = analysis.loudness_range(analysis.short_term_loudness(x, SR))
-    kept = {"sentinel": True}
+    none = {}
     # the flat master chain (a 20 Hz high-pass) moves this mix's PLR by well under 0.5 dB
-    assert compressor_for_plr(x, _flat_master(), SR, lra, plr + PLR_SHORT_DB - 0.5, kept) is kept
-    comp = compressor_for_plr(x, _flat_master(), SR, lra, plr + 6.0, kept)
-    assert comp is not kept and comp["attack_ms"] == 30.0 and comp["ratio"] > 1
-    assert _plr(compress(x, comp, SR)) > plr + 2.0
-    # a mix already at its aim is never compressed for PLR
-    assert compressor_for_plr(x, _flat_master(), SR, lra, plr - 3.0, {}) == {}
+    assert compressor_for_plr(x, _flat_master(), SR, lra, plr + PLR_SHORT_DB - 0.5, none) is none
+    idle = {"threshold_db": 0.0, "ratio": 1.5, "attack_ms": 30.0, "release_ms": 300.0,
+            "knee_db": 6.0, "makeup_db": 0.0}   # never reached: changes nothing
+    comp = compressor_for_plr(x, _flat_master(), SR, lra, plr + 6.0, idle)
+    assert comp is not idle and comp["attack_ms"] == 30.0 and comp["ratio"] > 1
+    opened = _plr(compress(x, comp, SR))
+    assert opened > plr + 2.0
+    # that compressor as the loudness-range choice: within reach of an aim it already meets
+    assert compressor_for_plr(x, _flat_master(), SR, lra, opened - 0.2, comp) is comp
 
 
 def _reference(x: np.ndarray, plr_db: float) -> dict:
