@@ -54,7 +54,14 @@ track strips, lanes and groups, as they will render).  Output: settings.json ``b
    the mix as it is, a reverb that filled a near-mono mix's side got that side raised by
    ~13 dB in the master, in place of the widener's delayed mid, whose peaks add to the mid's:
    the mix's PLR moved 0.09 dB, the master's 1.0 dB (Greshz-CoolSnip, benchmarks/space.py).
-8. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
+8. **Pre-delay** (:data:`FIT_PREDELAY`, off by default: measured, not shipped, docs/space.md):
+   the reverb is linear and time-invariant and its pre-delay a pure delay, so the return at
+   pre-delay ``d`` is the return at 0 delayed by ``d`` samples (to -100 dB: tests).  With it
+   on, the return is rendered once at ``20 ms - k`` STFT hops and read ``k`` hops later and at
+   the whole hops nearest 0, 40 and 80 ms (its frames shifted; :meth:`_PlrProbe.delay`), the
+   level search of 6-7 runs at each (the blind RT60 read once per level, at 20 ms: a delay
+   moves no decay rate), and the best pair wins.  Off: the default 20 ms.
+9. **Amount** ``space`` (0..1): every send level moves by ``10 log10(space)`` dB, so the
    energy the reverb adds is proportional to ``space`` (0.5: -3 dB, half the reverberant
    energy); 0 gives no bus.
 
@@ -87,6 +94,9 @@ PLR_TOLERANCE_DB = 0.05  # the reverb may always lower the mix's PLR this much (
 PLR_MARGIN_DB = 0.5      # and otherwise down to the reference's + this (the master's own loss)
 DRY_NAMES = re.compile(r"bass|sub|kick", re.I)
 DEFAULT_RATIOS = {"low": 1.8 / 1.5, "high": 0.8 / 1.5}
+FIT_PREDELAY = False     # True: the pre-delay fitted with the send level (docs/space.md: not
+                         # shipped)
+PREDELAYS_MS = (0.0, 20.0, 40.0, 80.0)   # the pre-delays tried, each to whole STFT hops
 
 
 def _spec(name):
@@ -175,9 +185,10 @@ def _power(spectra: list) -> np.ndarray:
 
 
 def _cross(a: list, b: list) -> np.ndarray:
-    """``Re(A B*)`` per band and frame (bands, frames), channels summed."""
-    return np.stack([(x.real * y.real + x.imag * y.imag).sum(axis=(0, 2), dtype=np.float64)
-                     for x, y in zip(a, b)])
+    """``Re(A B*)`` per band and frame (bands, frames), channels summed (the spectra's
+    re/im pairs as one real axis: ``sum re re' + im im'``)."""
+    return np.stack([np.einsum("cfb,cfb->f", x.view(x.real.dtype), y.view(y.real.dtype))
+                     for x, y in zip(a, b)]).astype(np.float64)
 
 
 def stem_ambience(mid: np.ndarray, sample_rate: int) -> tuple[float | None, float | None]:
@@ -259,54 +270,105 @@ class _PlrProbe:
     quadratic form in ``(1, g)`` for the mid and in ``(k, k g, w, w g)`` for the side, over the
     blocks' Gram matrices of the six K-weighted parts.  The peak ``max(|L|, |R|) = |m| +
     |side|`` is exact: per block of :attr:`BLOCK` samples the sum of the parts' maxima bounds
-    it, and only the blocks whose bound reaches the best block's exact peak are measured."""
+    it, and only the blocks whose bound reaches the best block's exact peak are measured.
+
+    ``ret`` may start ``lead`` samples before ``dry`` (the pre-delay fit): :meth:`delay` then
+    reads the return delayed by ``0..lead`` samples (``ret[:, lead - d:][:, :n]``), recomputing
+    only the Gram entries and blocks that hold it (the return is K-weighted once, from rest at
+    its own start).  At first the delay is 0."""
 
     BLOCK = 512
 
     def __init__(self, dry: np.ndarray, ret: np.ndarray, sample_rate: int,
-                 ref_width_db: float | None = None, width_amount: float = 1.0):
+                 ref_width_db: float | None = None, width_amount: float = 1.0, lead: int = 0):
         from . import analysis as an
         from .match import WIDENER_DELAY_MS
 
-        # the parts: mids of D and R, sides of D and R (a mono part has no side)
-        parts = np.stack([(dry[0] + dry[-1]) / 2, (ret[0] + ret[-1]) / 2,
-                          (dry[0] - dry[-1]) / 2, (ret[0] - ret[-1]) / 2])
+        self.n, self.lead, self.sample_rate = dry.shape[1], int(lead), sample_rate
+        # the dry parts (mid, side) and the return's (mid, side; from `lead` samples earlier)
+        self.dry = np.stack([(dry[0] + dry[-1]) / 2, (dry[0] - dry[-1]) / 2])
+        self.ret = np.stack([(ret[0] + ret[-1]) / 2, (ret[0] - ret[-1]) / 2])
         self.rho = None if ref_width_db is None or width_amount <= 0 else \
             10 ** (float(ref_width_db) / 10)
         self.amount = float(width_amount)
-        # plain energies (the width's measure, analysis.stereo_width_db) as (1, g) forms
-        self.em, self.es = parts[:2] @ parts[:2].T, parts[2:] @ parts[2:].T
-        weighted = an.k_weight(parts, sample_rate)
-        # the widener's parts, the mids delayed (the K-weighting commutes with the delay), when
-        # the dry mix needs the widener (a return brings side of its own: it only lowers that)
+        self.dry_w = an.k_weight(self.dry, sample_rate)
+        self.ret_w = an.k_weight(self.ret, sample_rate)
+        self.ms = lambda x: an._Hops.of(  # noqa: E731  (BS.1770 blocks' mean squares)
+            x[None], sample_rate).window_mean_squares(an.BLOCK_S)
+        self.widener = min(int(round(WIDENER_DELAY_MS * sample_rate / 1000)), self.n)
+        self.fixed: dict = {}          # Gram entries of the dry parts alone (any delay)
+        self.saved: dict = {}          # per delay: its Gram matrices, energies, block maxima
+        self.gated = an._gated_loudness
+        # the widener's parts only when the dry mix needs the widener (a return brings side
+        # of its own: it only lowers that); stage(0) reads the dry energies alone
+        self.em = np.diag([float(self.dry[0] @ self.dry[0]), 0.0])
+        self.es = np.diag([float(self.dry[1] @ self.dry[1]), 0.0])
         self.widens = self.rho is not None and self.stage(0.0)[1] > 0
+        # the peak's blocks: the dry parts' cut once, the return's at each delay
+        plain = [self.dry[0], self.dry[1]] + ([self._late(self.dry[0])] if self.widens else [])
+        self.dry_blocks = [self._blocks(x) for x in plain]
+        self.delay(0)
+
+    def _late(self, x: np.ndarray) -> np.ndarray:
+        """``x`` delayed by the widener's delay (zeros first)."""
+        d = self.widener
+        return np.pad(x[..., :x.shape[-1] - d], [(0, 0)] * (x.ndim - 1) + [(d, 0)])
+
+    def _blocks(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (n,) as float32 blocks (blocks, BLOCK), zeros after its end."""
+        b = self.BLOCK
+        return np.pad(x.astype(np.float32), (0, -x.shape[-1] % b)).reshape(-1, b)
+
+    def delay(self, samples: int) -> "_PlrProbe":
+        """Read the return delayed by ``samples`` (0..lead): its Gram entries, energies and
+        peak blocks' maxima (kept per delay, so coming back to one costs nothing)."""
+        start = self.lead - int(samples)
+        if not 0 <= start <= self.lead:
+            raise ValueError(f"delay {samples} outside 0..{self.lead}")
+        if start == getattr(self, "start", None):
+            return self
+        self.start = start
+        r = self.ret[:, start:start + self.n]
+        late = [self._late(r[0])] if self.widens else []
+        # the return's blocks at this delay (mid, side, the mid delayed by the widener's delay)
+        self.ret_blocks = [self._blocks(x) for x in [r[0], r[1]] + late]
+        if start in self.saved:
+            self.gm, self.gs, self.em, self.es, self.mmax, self.smax = self.saved[start]
+            return self
+        rw = self.ret_w[:, start:start + self.n]
+        d = self.dry
+        # plain energies (the width's measure, analysis.stereo_width_db) as (1, g) forms
+        self.em = np.array([[d[0] @ d[0], d[0] @ r[0]], [d[0] @ r[0], r[0] @ r[0]]])
+        self.es = np.array([[d[1] @ d[1], d[1] @ r[1]], [d[1] @ r[1], r[1] @ r[1]]])
+        # the K-weighted parts: 0 D mid, 1 R mid, 2 D side, 3 R side (4, 5: the mids delayed
+        # by the widener's delay; the K-weighting commutes with it)
+        w = [self.dry_w[0], rw[0], self.dry_w[1], rw[1]]
         if self.widens:
-            delay = min(int(round(WIDENER_DELAY_MS * sample_rate / 1000)), parts.shape[1])
-            shift = lambda x: np.pad(x[..., :x.shape[-1] - delay],  # noqa: E731
-                                     [(0, 0)] * (x.ndim - 1) + [(delay, 0)])
-            parts = np.concatenate([parts, shift(parts[:2])])
-            weighted = np.concatenate([weighted, shift(weighted[:2])])
+            w += [self._late(self.dry_w[0]), self._late(rw[0])]
+        own: dict = {}
 
-        def ms(x):
-            return an._Hops.of(x[None], sample_rate).window_mean_squares(an.BLOCK_S)
+        def entry(i, j):   # per block: 2 a.b = |a + b|^2 - |a|^2 - |b|^2
+            key = (min(i, j), max(i, j))
+            store = self.fixed if key[0] % 2 == 0 and key[1] % 2 == 0 else own   # dry alone
+            if key not in store:
+                if i == j:
+                    store[key] = self.ms(w[i])
+                else:
+                    store[key] = (self.ms(w[i] + w[j]) - entry(i, i) - entry(j, j)) / 2
+            return store[key]
 
-        def gram(rows):   # per block: 2 a.b = |a + b|^2 - |a|^2 - |b|^2
-            own = [ms(weighted[i]) for i in rows]
-            g = np.empty((len(rows), len(rows), own[0].size))
-            for a, i in enumerate(rows):
-                g[a, a] = own[a]
-                for b in range(a + 1, len(rows)):
-                    g[a, b] = g[b, a] = (ms(weighted[i] + weighted[rows[b]]) - own[a] - own[b]) / 2
-            return g
+        def gram(rows):
+            return np.stack([np.stack([entry(i, j) for j in rows]) for i in rows])
 
         self.gm = gram([0, 1])
         self.gs = gram([2, 3, 4, 5] if self.widens else [2, 3])
-        self.gated = an._gated_loudness
-        b = self.BLOCK
-        pad = -parts.shape[1] % b
-        blocks = np.pad(parts, ((0, 0), (0, pad))).astype(np.float32).reshape(len(parts), -1, b)
-        self.mb, self.sb = blocks[:2], blocks[2:]
-        self.mmax, self.smax = np.abs(self.mb).max(axis=2), np.abs(self.sb).max(axis=2)
+        peak = lambda x: np.abs(x).max(axis=1)   # noqa: E731
+        ret_max = [peak(x) for x in self.ret_blocks]
+        self.mmax = np.stack([peak(self.dry_blocks[0]), ret_max[0]])
+        self.smax = np.stack([peak(self.dry_blocks[1]), ret_max[1]]
+                             + ([peak(self.dry_blocks[2]), ret_max[2]] if self.widens else []))
+        self.saved[start] = (self.gm, self.gs, self.em, self.es, self.mmax, self.smax)
+        return self
 
     def stage(self, gain: float) -> tuple[float, float]:
         """The master's side gain ``k`` and widener amplitude ``w`` for the mix at ``gain``."""
@@ -341,8 +403,14 @@ class _PlrProbe:
         best = int(np.argmax(bound))
 
         def exact(idx):
-            m = np.tensordot(cm.astype(np.float32), self.mb[:, idx], axes=1)
-            s = np.tensordot(cs.astype(np.float32), self.sb[:, idx], axes=1)
+            idx = np.asarray(idx)
+            rb = self.ret_blocks
+            mb = np.stack([self.dry_blocks[0][idx], rb[0][idx]])
+            sb = [self.dry_blocks[1][idx], rb[1][idx]]
+            if self.widens:
+                sb += [self.dry_blocks[2][idx], rb[2][idx]]
+            m = np.tensordot(cm.astype(np.float32), mb, axes=1)
+            s = np.tensordot(cs.astype(np.float32), np.stack(sb), axes=1)
             return float((np.abs(m) + np.abs(s)).max())
 
         low = exact([best])
@@ -494,31 +562,71 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
         return [], [], ["space: the stems already read as wet as the reference: no reverb "
                         "added"], info
 
-    # the return of the sends at 0 dB on the excerpt (pre-roll dropped), at width 1: the return
-    # at width w is [M + w S, M - w S] (the reverb's width is linear in w), so one render
-    # gives every width
-    full = rv.ReverbState({**{k: proc[k] for k in rv.PARAMS}, "width": 1.0},
-                          sample_rate).process(send[None])[:, pre:]
-    m_ret, s_ret = (full[0] + full[1]) / 2, (full[0] - full[1]) / 2
+    # the return of the sends at 0 dB at width 1 and pre-delay 0, from `lead` samples before
+    # the excerpt: the reverb is linear and time-invariant and its pre-delay a pure delay, so
+    # the return at pre-delay d is this one d samples later, and the return at width w is
+    # [M + w S, M - w S] (the reverb's width is linear in w): one render gives every width and
+    # pre-delay.  The pre-delays tried are whole STFT hops, so the delayed return's spectra
+    # are the same frames, shifted.
+    hop = int(round(hop_s * sample_rate))
+    hop_ms = hop * 1000 / sample_rate
+    if FIT_PREDELAY:   # the default and the default -+ whole hops nearest PREDELAYS_MS
+        first_k = int(proc["predelay_ms"] // hop_ms)
+        base_ms = proc["predelay_ms"] - first_k * hop_ms
+        shifts = sorted({max(0, int(round((ms - base_ms) / hop_ms))) for ms in PREDELAYS_MS}
+                        | {first_k})
+    else:
+        base_ms, shifts, first_k = proc["predelay_ms"], [0], 0
+    lead = shifts[-1] * hop
+    full = rv.ReverbState({**{k: proc[k] for k in rv.PARAMS}, "width": 1.0,
+                           "predelay_ms": base_ms}, sample_rate).process(send[None])
+    full = full[:, pre - lead:] if pre >= lead else np.pad(full, ((0, 0), (lead - pre, 0)))
+    m_long, s_long = (full[0] + full[1]) / 2, (full[0] - full[1]) / 2
     del full
+    n = dry.shape[1]
+    at = lambda x, k: x[..., lead - k * hop:lead - k * hop + n]   # noqa: E731  (k hops later)
 
-    # band powers of D + g R(w) for every g and w, from one STFT of each
-    sm_ss = _band_spectra(np.stack([m_ret, s_ret]), sample_rate)[0]
-    pm = _power([x[:1] for x in sm_ss])
-    ps = _power([x[1:] for x in sm_ss])
-    cm = _cross([(x[:1] + x[1:]) for x in sd], [x[:1] for x in sm_ss])
-    cs = _cross([(x[:1] - x[1:]) for x in sd], [x[1:] for x in sm_ss])
+    # band powers of D + g R(w, k) for every g, w and k, from one STFT of each
+    sm_ss = _band_spectra(np.stack([m_long, s_long]), sample_rate)[0]
+    frames, first = pd.shape[1], lead // hop
+    shifts = [k for k in shifts if first - k + frames <= sm_ss[0].shape[1]]
+    pm_long = _power([x[:1] for x in sm_ss])
+    ps_long = _power([x[1:] for x in sm_ss])
+    d_sum = [(x[:1] + x[1:]) for x in sd]
+    d_diff = [(x[:1] - x[1:]) for x in sd]
+    parts: dict = {}
 
-    def cost(level_db, width):
-        """How far the mix at this send level and width reads from the reference (dB-like)."""
+    def returned(k):
+        """``(|M|^2, |S|^2, Re(D_L+D_R) M*, Re(D_L-D_R) S*)`` per band and frame, k hops later."""
+        if k not in parts:
+            cut = slice(first - k, first - k + frames)
+            parts[k] = (pm_long[:, cut], ps_long[:, cut],
+                        _cross(d_sum, [x[:1, cut] for x in sm_ss]),
+                        _cross(d_diff, [x[1:, cut] for x in sm_ss]))
+        return parts[k]
+
+    def mix_power(level_db, width, k):
+        """Band power per frame of the mix at this send level, width and pre-delay."""
         gain = 0.0 if level_db is None else 10 ** (level_db / 20)
+        pm, ps, cm, cs = returned(k)
         pr = 2 * pm + 2 * width * width * ps           # sum over L, R of |M +- w S|^2
         pc = cm + width * cs                            # Re(D_L R_L* + D_R R_R*)
-        power = np.maximum(pd + gain * gain * pr + 2 * gain * pc, 1e-30)
-        levels = 10 * np.log10(power)
+        return np.maximum(pd + gain * gain * pr + 2 * gain * pc, 1e-30)
+
+    read: dict = {}
+
+    def cost(level_db, width, k=first_k):
+        """How far the mix at this send level, width and pre-delay reads from the reference
+        (dB-like).  Its blind RT60 is read at the default pre-delay (once per level and width):
+        a pre-delay delays the return's decays but does not change their rates; the early/late
+        proxy, which it does move, is read at pre-delay ``k``."""
+        power = mix_power(level_db, width, k)
+        if (level_db, width) not in read:
+            at_first = power if k == first_k else mix_power(level_db, width, first_k)
+            read[(level_db, width)] = [amb.blind_rt60(10 * np.log10(at_first[i]), hop_s)[0]
+                                       for i in use]
         total = 0.0
-        for i in use:
-            rt, _, _ = amb.blind_rt60(levels[i], hop_s)
+        for i, rt in zip(use, read[(level_db, width)]):
             el = amb.early_late_db(power[i], hop_s, rt or ref_rt[bands[i]])
             total += abs((el if el is not None else 60.0) - ref_el[bands[i]])
             total += RT_WEIGHT_DB * abs(math.log2(max(rt or FLOOR_RT60_S, FLOOR_RT60_S)
@@ -528,41 +636,63 @@ def plan_space(ref_amb: dict | None, settings: dict, stems: dict, sample_rate: i
     levels = [float(v) for v in LEVELS_DB]
     dry_cost = cost(None, 1.0)
 
-    # the width: the one whose mix (at the level a first, coarse search finds) reads the
-    # reference's mid-band coherence (the return's own coherence is not the mix's: a near-mono
-    # mix needs a near-mono reverb, or its side fills with the reverb)
+    # the width: the one whose mix (at the level a first, coarse search finds, at the default
+    # pre-delay) reads the reference's mid-band coherence (the return's own coherence is not
+    # the mix's: a near-mono mix needs a near-mono reverb, or its side fills with the reverb)
     width = proc["width"]
     ref_coh = dict(zip(ref_amb["bands"], ref_amb["coherence"])).get("mid")
     if ref_coh is not None and ref_coh < MONO_COHERENCE:
-        first = {v: cost(v, width) for v in levels[::16] + [levels[-1]]}   # every 8 dB
-        g0 = 10 ** (min(first, key=first.get) / 20)
-        width = _width_for(ref_coh, dry, m_ret, s_ret, g0, sample_rate)
+        first_pass = {v: cost(v, width) for v in levels[::16] + [levels[-1]]}   # every 8 dB
+        g0 = 10 ** (min(first_pass, key=first_pass.get) / 20)
+        width = _width_for(ref_coh, dry, at(m_long, first_k), at(s_long, first_k), g0,
+                           sample_rate)
         proc = dict(proc, width=width)
         info["reverb"] = proc
-    ret = np.stack([m_ret + width * s_ret, m_ret - width * s_ret])
 
     # the PLR floor: a reverb makes the mix denser (loudness up, peaks barely), and the master
     # can lower a PLR (limiter, compressor, its EQ) but never raise it, so the sends stop where
     # the excerpt's PLR, read as the master's stereo stage will widen the mix (_PlrProbe),
     # would fall under min(the dry mix's - PLR_TOLERANCE_DB, the reference's +
     # PLR_MARGIN_DB): a dry mix denser than that keeps its PLR
-    ok = lambda v: True   # noqa: E731
+    plr = None
     if ref_plr_db is not None:
-        plr = _PlrProbe(dry, ret, sample_rate, ref_width_db, width_amount)
+        plr = _PlrProbe(dry, np.stack([m_long + width * s_long, m_long - width * s_long]),
+                        sample_rate, ref_width_db, width_amount, lead=lead)
         floor = min(plr(0.0) - PLR_TOLERANCE_DB, float(ref_plr_db) + PLR_MARGIN_DB)
         info["plr_floor_db"] = floor
-        ok = lambda v: plr(10 ** (v / 20)) >= floor   # noqa: E731  (not monotonic in g)
-    coarse = {v: cost(v, width) for v in levels[::8] + [levels[-1]] if ok(v)}
-    if not coarse:
+
+    # the send level at the default pre-delay, as ever: every 4 dB under the floor, then
+    # 0.5 dB steps within 2 dB of the best; with FIT_PREDELAY the same at every pre-delay of
+    # the grid, and the best pair wins
+    def under_floor(k, v):
+        return plr is None or plr.delay(k * hop)(10 ** (v / 20)) >= floor
+
+    def search(k):
+        """{(k, level): cost} of the best level every 4 dB at pre-delay k under the floor and
+        of the levels every 0.5 dB within 2 dB of it (the floor read in the order of the
+        levels' costs, until one passes)."""
+        costs = {v: cost(v, width, k) for v in levels[::8] + [levels[-1]]}
+        top = next((v for v in sorted(costs, key=costs.get) if under_floor(k, v)), None)
+        if top is None:
+            return {}
+        return {(k, top): costs[top],
+                **{(k, v): cost(v, width, k) for v in levels
+                   if abs(v - top) <= 2.0 and v != top and under_floor(k, v)}}
+
+    found = {}
+    for k in [first_k] + [k for k in shifts if k != first_k]:
+        found.update(search(k))
+    if not found:
         return [], [], ["space: any reverb would make the mix denser than the reference "
                         "(PLR): no reverb added"], info
-    top = min(coarse, key=coarse.get)
-    fine = {v: cost(v, width) for v in levels
-            if abs(v - top) <= 2.0 and v not in coarse and ok(v)}
-    found = {**coarse, **fine}
-    best = min(found, key=found.get)
-    info.update(dry_cost=dry_cost, send_db=best, cost=found[best])
-    if dry_cost <= found[best] + WET_MARGIN_DB:
+    best_k, best = min(found, key=found.get)
+    proc = dict(proc, predelay_ms=round(base_ms + best_k * hop_ms, 1))
+    info["reverb"] = proc
+    info["predelay_costs"] = {round(base_ms + k * hop_ms, 1):
+                              min(c for (kk, _), c in found.items() if kk == k)
+                              for k in sorted({kk for kk, _ in found})}
+    info.update(dry_cost=dry_cost, send_db=best, cost=found[(best_k, best)])
+    if dry_cost <= found[(best_k, best)] + WET_MARGIN_DB:
         return [], [], ["space: the stems already read as wet as the reference (as far as "
                         "the PLR lets a reverb go): no reverb added"], info
     shift = best + 10 * math.log10(amount)

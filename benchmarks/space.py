@@ -3,6 +3,7 @@ mix's ambience toward the reference's without hurting the other metrics?
 
     nice -n 19 .venv/bin/python benchmarks/space.py [--songs DirtyLove Crunk_Demo ..] [--seconds 30]
         [--data /work/data/lmms] [--out benchmarks/results/space.json] [--speed]
+        [--predelay default|fit]
 
 Material: the example song (examples/dirty-love, 24 s) and LMMS songs rendered by
 ``automix-data lmms`` (their stems, the song's middle ``--seconds``), every stem with the same
@@ -184,7 +185,13 @@ def main():
     ap.add_argument("--refine-steps", type=int, default=100)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/space.json")
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--predelay", choices=("default", "fit"), default=None,
+                    help="the reverb's pre-delay: the default (20 ms) or fitted with the send "
+                    "level (automix.space.FIT_PREDELAY); default: as automix.space ships")
     a = ap.parse_args()
+    if a.predelay is not None:
+        import automix.space as space
+        space.FIT_PREDELAY = a.predelay == "fit"
     rows = []
     for song in a.songs:
         rows += run_song(song, a.data, a.seconds, a.refine_steps)
