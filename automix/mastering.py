@@ -71,14 +71,14 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
         return {}
     low = np.ascontiguousarray(mix[:, ::4], dtype=np.float64)  # the statistics survive this
     lsr = sr // 4
+    peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)   # the thresholds' reference
     n = low.shape[1]
     # the full-rate peak over the 4 samples under each decimated one (the gain holds over them)
     peaks = np.pad(np.abs(mix).max(axis=0), (0, 4 * n - mix.shape[1])).reshape(n, 4).max(axis=1)
-    peak_db = 20 * np.log10(peaks.max() + 1e-12)
     # the compressor's gain moves slowly against K-weighting: K(compressed) ~ K(low) x gain,
     # so the detector level and the K-weighting are computed once for all candidates
     probe, weighted = CompressorProbe(low), analysis.k_weight(low, lsr)
-    plr = peak_db - analysis.loudness_of_weighted(weighted, lsr)
+    plr = 20 * np.log10(peaks.max() + 1e-12) - analysis.loudness_of_weighted(weighted, lsr)
     best, best_cost = {}, abs(current_lra - target_lra) + max(0.0, plr_short_db)
     # for PLR also a 1 s release: the bodies stay turned down between onsets
     releases = (300.0, 1000.0) if plr_short_db > 0 else (300.0,)
