@@ -107,9 +107,10 @@ PLR_SHORT_DB = 0.5
 
 
 def _pre_limiter(mix: np.ndarray, master: dict, sr: int, compressor: dict) -> np.ndarray:
-    """``mix`` through ``master``'s chain before the limiter, with ``compressor``, at gain 0 dB."""
+    """``mix`` through ``master``'s chain before the limiter, with ``compressor``, at gain 0 dB
+    (in ``mix``'s dtype)."""
     chain = MasterPre(tidy_master(dict(master, compressor=compressor, gain_db=0.0), sr), sr)
-    x = np.empty_like(mix, dtype=np.float64)
+    x = np.empty_like(mix)
     for s in range(0, mix.shape[1], BLOCK):
         x[:, s:s + BLOCK] = chain.process(mix[:, s:s + BLOCK])
     return x
@@ -120,19 +121,18 @@ def _plr_db(x: np.ndarray, sr: int) -> float:
 
 
 def compressor_for_plr(mix: np.ndarray, master: dict, sr: int, target_lra: float,
-                       plr_aim: float, chosen: dict) -> dict:
-    """The glue compressor for ``master`` (its tone fitted): ``chosen`` (the loudness-range
-    choice) unless ``mix`` through the master's pre-limiter chain with it has a PLR more than
-    PLR_SHORT_DB under ``plr_aim``; then :func:`choose_compressor` on the chain's output without
-    a compressor, with the shortfall.  Measured after the EQ: it moves a mix's PLR by several dB
-    (a limited mix's flattened peaks grow again through the EQ's phase shifts)."""
+                       plr_aim: float, pre: np.ndarray) -> dict | None:
+    """A glue compressor chosen for the PLR too, or None to keep ``master``'s (the loudness-range
+    choice).  ``pre``: the mix (or the first pass's excerpts of it) through ``master``'s chain
+    before the limiter, at any gain; when its PLR is more than PLR_SHORT_DB under ``plr_aim``,
+    :func:`choose_compressor` runs on ``mix`` through the chain without a compressor, with the
+    shortfall.  Measured after the EQ: it moves a mix's PLR by several dB (a limited mix's
+    flattened peaks grow again through the EQ's phase shifts)."""
+    if plr_aim - _plr_db(pre, sr) <= PLR_SHORT_DB:
+        return None
     x = _pre_limiter(mix, master, sr, {})
-    short = plr_aim - _plr_db(_pre_limiter(mix, master, sr, chosen) if chosen else x, sr)
-    if short <= PLR_SHORT_DB:
-        return chosen
-    short = plr_aim - _plr_db(x, sr)  # what the search starts from
     lra = analysis.loudness_range(analysis.short_term_loudness(x, sr))
-    return choose_compressor(x, sr, target_lra, lra, short)
+    return choose_compressor(x, sr, target_lra, lra, plr_aim - _plr_db(x, sr))
 
 
 # The loudness goal of an unmastered reference (issue 17 item 3).  A producer's unmastered mix
@@ -238,18 +238,22 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # (rounded down to the 0.01 dB the file keeps: never above the ceiling asked for)
         master["limiter"]["ceiling_dbtp"] = np.floor(100 * float(np.clip(
             goal + target_plr, ceiling - 6.0, ceiling)) + 1e-6) / 100
-        if attempt == 0:  # chosen once, on the whole mix through the first fit's EQ
+        if attempt == 0:
             comp = compressor.result()
-            if amounts.dynamics > 0 and not (predicted is not None and refine_steps == 0):
-                comp = compressor_for_plr(mix, master, sr, target_lra,
-                                          min(target_plr, ceiling - goal), comp)
         master["compressor"] = comp
         master["gain_db"] = 0.0
         master = tidy_master(master, sr)  # rendered as settings.json will say it
-        pre = np.empty_like(signal)
-        chain = MasterPre(master, sr)
-        for s in range(0, signal.shape[1], BLOCK):
-            pre[:, s:s + BLOCK] = chain.process(signal[:, s:s + BLOCK])
+        pre = _pre_limiter(signal, master, sr, master["compressor"])
+        # the PLR choice: once, on the whole mix through the first fit's EQ, when this pass's
+        # pre-limiter signal falls short of the aim
+        if attempt == 0 and amounts.dynamics > 0 and not (predicted is not None
+                                                          and refine_steps == 0):
+            plr_comp = compressor_for_plr(mix, master, sr, target_lra,
+                                          min(target_plr, ceiling - goal), pre)
+            if plr_comp is not None:
+                comp = master["compressor"] = plr_comp
+                master = tidy_master(master, sr)
+                pre = _pre_limiter(signal, master, sr, master["compressor"])
         # the second pass starts from the release the first one needed (on the same signal)
         releases = LIMITER_RELEASES_MS if attempt == 0 or probe is not mix else tuple(
             r for r in LIMITER_RELEASES_MS if r <= loud["limiter"]["release_ms"])

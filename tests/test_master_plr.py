@@ -45,27 +45,34 @@ def _flat_master() -> dict:
     return master_from_params(defaults(MASTER_SPECS, (), torch.float64))
 
 
+def _plr_choice(x, chosen, aim):
+    """compressor_for_plr on ``x`` under a flat master whose loudness-range choice is ``chosen``."""
+    from automix.mastering import _pre_limiter, compressor_for_plr
+
+    master = dict(_flat_master(), compressor=chosen)
+    lra = analysis.loudness_range(analysis.short_term_loudness(x, SR))
+    return compressor_for_plr(x, master, SR, lra, aim, _pre_limiter(x, master, SR, chosen))
+
+
 def test_compressor_for_plr_opens_up_a_dense_mix():
     """Short of the aim by more than PLR_SHORT_DB: a compressor is chosen whose exact render
     raises the PLR by over 2 dB with attack 30 ms (the clicks pass, the notes' bodies are turned
     down); a loudness-range choice that already leaves the PLR within PLR_SHORT_DB of the aim,
-    or a mix already there, is kept as it is."""
-    from automix.mastering import PLR_SHORT_DB, compressor_for_plr
+    or a mix already there, is kept (None)."""
+    from automix.mastering import PLR_SHORT_DB
 
     x = _notes_with_onsets()
     plr = _plr(x)
-    lra = analysis.loudness_range(analysis.short_term_loudness(x, SR))
-    none = {}
     # the flat master chain (a 20 Hz high-pass) moves this mix's PLR by well under 0.5 dB
-    assert compressor_for_plr(x, _flat_master(), SR, lra, plr + PLR_SHORT_DB - 0.5, none) is none
+    assert _plr_choice(x, {}, plr + PLR_SHORT_DB - 0.5) is None
     idle = {"threshold_db": 0.0, "ratio": 1.5, "attack_ms": 30.0, "release_ms": 300.0,
             "knee_db": 6.0, "makeup_db": 0.0}   # never reached: changes nothing
-    comp = compressor_for_plr(x, _flat_master(), SR, lra, plr + 6.0, idle)
-    assert comp is not idle and comp["attack_ms"] == 30.0 and comp["ratio"] > 1
+    comp = _plr_choice(x, idle, plr + 6.0)
+    assert comp and comp["attack_ms"] == 30.0 and comp["ratio"] > 1
     opened = _plr(compress(x, comp, SR))
     assert opened > plr + 2.0
     # that compressor as the loudness-range choice: within reach of an aim it already meets
-    assert compressor_for_plr(x, _flat_master(), SR, lra, opened - 0.2, comp) is comp
+    assert _plr_choice(x, comp, opened - 0.2) is None
 
 
 def _reference(x: np.ndarray, plr_db: float) -> dict:
@@ -77,7 +84,7 @@ def _master(x, ref, target_lufs, monkeypatch=None):
     from automix import mastering
 
     if monkeypatch is not None:  # the stage as it was: the loudness-range choice only
-        monkeypatch.setattr(mastering, "compressor_for_plr", lambda *a: a[-1])
+        monkeypatch.setattr(mastering, "compressor_for_plr", lambda *a: None)
     features, spectra = mastering.measure_mix(x, SR)
     master, goal, final = mastering.master_stage(x, SR, ref, features, target_lufs, -1.0,
                                                  Amounts(), refine_steps=5, spectra=spectra)
