@@ -125,7 +125,8 @@ def compressor_for_plr(mix: np.ndarray, master: dict, sr: int, target_lra: float
     """A glue compressor chosen for the PLR too, or None to keep ``master``'s (the loudness-range
     choice).  ``pre``: the mix (or the first pass's excerpts of it) through ``master``'s chain
     before the limiter, at any gain; when its PLR is more than PLR_SHORT_DB under ``plr_aim``,
-    :func:`choose_compressor` runs on ``mix`` through the chain without a compressor, with the
+    :func:`choose_compressor` runs on ``mix`` (the same signal as ``pre``: the whole mix, or the
+    first pass's excerpts of a long one) through the chain without a compressor, with the
     shortfall.  Measured after the EQ: it moves a mix's PLR by several dB (a limited mix's
     flattened peaks grow again through the EQ's phase shifts)."""
     if plr_aim - _plr_db(pre, sr) <= PLR_SHORT_DB:
@@ -248,7 +249,8 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         # pre-limiter signal falls short of the aim
         if attempt == 0 and amounts.dynamics > 0 and not (predicted is not None
                                                           and refine_steps == 0):
-            plr_comp = compressor_for_plr(mix, master, sr, target_lra,
+            # on a long mix the search reads the first pass's excerpts, as the check does
+            plr_comp = compressor_for_plr(signal, master, sr, target_lra,
                                           min(target_plr, ceiling - goal), pre)
             if plr_comp is not None:
                 comp = master["compressor"] = plr_comp
