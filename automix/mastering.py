@@ -72,13 +72,14 @@ def choose_compressor(mix: np.ndarray, sr: int, target_lra: float, current_lra: 
     low = np.ascontiguousarray(mix[:, ::4], dtype=np.float64)  # the statistics survive this
     lsr = sr // 4
     peak_db = 20 * np.log10(np.abs(low).max() + 1e-12)   # the thresholds' reference
-    n = low.shape[1]
-    # the full-rate peak over the 4 samples under each decimated one (the gain holds over them)
-    peaks = np.pad(np.abs(mix).max(axis=0), (0, 4 * n - mix.shape[1])).reshape(n, 4).max(axis=1)
     # the compressor's gain moves slowly against K-weighting: K(compressed) ~ K(low) x gain,
     # so the detector level and the K-weighting are computed once for all candidates
     probe, weighted = CompressorProbe(low), analysis.k_weight(low, lsr)
-    plr = 20 * np.log10(peaks.max() + 1e-12) - analysis.loudness_of_weighted(weighted, lsr)
+    if plr_short_db > 0:  # the PLR search only: the full-rate peaks (the LRA search needs none)
+        n = low.shape[1]
+        # the full-rate peak over the 4 samples under each decimated one (the gain holds over them)
+        peaks = np.pad(np.abs(mix).max(axis=0), (0, 4 * n - mix.shape[1])).reshape(n, 4).max(axis=1)
+        plr = 20 * np.log10(peaks.max() + 1e-12) - analysis.loudness_of_weighted(weighted, lsr)
     best, best_cost = {}, abs(current_lra - target_lra) + max(0.0, plr_short_db)
     # for PLR also a 1 s release: the bodies stay turned down between onsets
     releases = (300.0, 1000.0) if plr_short_db > 0 else (300.0,)
@@ -245,11 +246,10 @@ def master_stage(mix: np.ndarray, sr: int, reference: dict, mix_features: dict,
         master["gain_db"] = 0.0
         master = tidy_master(master, sr)  # rendered as settings.json will say it
         pre = _pre_limiter(signal, master, sr, master["compressor"])
-        # the PLR choice: once, on the whole mix through the first fit's EQ, when this pass's
-        # pre-limiter signal falls short of the aim
+        # the PLR choice: once, in the first pass (its signal: the whole mix, or its excerpts
+        # when long), when this pass's pre-limiter signal falls short of the aim
         if attempt == 0 and amounts.dynamics > 0 and not (predicted is not None
                                                           and refine_steps == 0):
-            # on a long mix the search reads the first pass's excerpts, as the check does
             plr_comp = compressor_for_plr(signal, master, sr, target_lra,
                                           min(target_plr, ceiling - goal), pre)
             if plr_comp is not None:
